@@ -1,0 +1,193 @@
+"""Per-facies reflectivity generators of the synthetic survey (:mod:`seismic.data.synthetic`).
+
+The synthetic model is built in flat "geological time" coordinates: a stack of units, each of one facies,
+whose thickness varies laterally. A generator receives every voxel of its facies with the voxel's place in
+its unit (:class:`FaciesVoxels`) and returns the reflectivity there. Each facies has its own texture, and
+amplitude ranges overlap on purpose so that a classifier has to read texture, not brightness:
+
+- ``parallel``: continuous, parallel, high-amplitude reflectors a few samples apart.
+- ``transparent``: weak, dense, only partly continuous reflectivity (close to the noise floor).
+- ``chaotic``: short reflector segments with random dips, broken laterally and vertically into cells.
+- ``thin_bedded``: dense alternating-polarity thin beds (high frequency), laterally continuous.
+- ``massive``: one bright reflector at the unit top and an exactly quiet (zero) interior.
+- ``clinoform``: sigmoidal layers prograding along a random azimuth, truncated at the unit top and base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+FACIES: tuple[str, ...] = ("parallel", "transparent", "chaotic", "thin_bedded", "massive", "clinoform")
+
+
+@dataclass(frozen=True)
+class FaciesVoxels:
+    """The voxels of one facies in the flat model, each with its position inside its unit."""
+
+    gi: np.ndarray  # index into grid_x (inline axis of the lateral grid)
+    gj: np.ndarray  # index into grid_y (crossline axis)
+    zeta: np.ndarray  # samples below the unit top, >= 0
+    eta: np.ndarray  # zeta / unit thickness, in [0, 1)
+    unit: np.ndarray  # unit index, 0 = top of the stack
+    n_units: int
+    grid_x: np.ndarray  # inline coordinate (traces) of each lateral grid row; may extend past the survey
+    grid_y: np.ndarray
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.grid_x[self.gi]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.grid_y[self.gj]
+
+
+def smooth_fields(
+    rng: np.random.Generator,
+    n: int,
+    corr: float,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_modes: int = 16,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """``n`` smooth random fields on the grid ``x`` by ``y``, values in (-1, 1), correlation length ``corr``.
+
+    Each field is a sum of random plane waves (a Gaussian-covariance random field), squashed by ``tanh``;
+    it is a function of the continuous coordinates, so it does not depend on the grid's extent. Only the
+    fields listed in ``rows`` are evaluated (the others stay zero); the random draws do not depend on it.
+    """
+    k = rng.normal(scale=1.0 / corr, size=(2, n, n_modes))
+    phase = np.exp(1j * rng.uniform(0.0, 2.0 * np.pi, size=(n, n_modes)))
+    rows = np.arange(n) if rows is None else np.asarray(rows)
+    ex = np.exp(1j * k[0, rows, :, None] * np.asarray(x, float)) * phase[rows, :, None]
+    ey = np.exp(1j * k[1, rows, :, None] * np.asarray(y, float))
+    out = np.zeros((n, np.size(x), np.size(y)))
+    out[rows] = np.tanh(np.matmul(ex.transpose(0, 2, 1), ey).real * np.sqrt(2.0 / n_modes))
+    return out
+
+
+def spike_table(
+    rng: np.random.Generator,
+    rows: int,
+    length: int,
+    spacing: tuple[float, float],
+    amplitude: tuple[float, float],
+    alternate: bool = False,
+) -> np.ndarray:
+    """``rows`` sparse reflectivity series of ``length`` samples: spikes ``spacing`` apart, random sizes."""
+    n_max = int(length / spacing[0]) + 2
+    pos = np.cumsum(rng.uniform(*spacing, size=(rows, n_max)), axis=1)
+    pos = np.rint(pos - rng.uniform(0.0, spacing[1], size=(rows, 1))).astype(np.intp)
+    size = rng.uniform(*amplitude, size=(rows, n_max))
+    if alternate:
+        sign = np.where(np.arange(n_max) % 2 == 0, 1.0, -1.0) * rng.choice([-1.0, 1.0], size=(rows, 1))
+    else:
+        sign = rng.choice([-1.0, 1.0], size=(rows, n_max))
+    table = np.zeros((rows, length))
+    ok = (pos >= 0) & (pos < length)
+    row = np.broadcast_to(np.arange(rows)[:, None], pos.shape)
+    np.add.at(table, (row[ok], pos[ok]), (size * sign)[ok])
+    return table
+
+
+def sample_table(table: np.ndarray, row: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Linear interpolation of ``table[row]`` at fractional positions ``pos`` (clamped to the table)."""
+    p = np.clip(pos, 0.0, table.shape[1] - 1.000001)
+    p0 = p.astype(np.intp)
+    frac = p - p0
+    return table[row, p0] * (1.0 - frac) + table[row, p0 + 1] * frac
+
+
+def _length(v: FaciesVoxels, extra: float = 0.0) -> int:
+    return int(np.ceil(float(v.zeta.max(initial=0.0)) + extra)) + 3
+
+
+def _lateral(rng: np.random.Generator, v: FaciesVoxels, corr: float) -> np.ndarray:
+    """One smooth lateral field per unit, gathered at the voxels."""
+    fields = smooth_fields(rng, v.n_units, corr, v.grid_x, v.grid_y, rows=np.unique(v.unit))
+    return fields[v.unit, v.gi, v.gj]
+
+
+def parallel(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
+    table = spike_table(rng, v.n_units, _length(v), (6.0, 11.0), (0.6, 1.0))
+    gain = rng.uniform(0.7, 1.2, v.n_units)[v.unit]
+    return sample_table(table, v.unit, v.zeta) * gain * (1.0 + 0.2 * _lateral(rng, v, 40.0))
+
+
+def transparent(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
+    table = rng.normal(size=(v.n_units, _length(v)))
+    gain = rng.uniform(0.10, 0.22, v.n_units)[v.unit]
+    layered = sample_table(table, v.unit, v.zeta) * (1.0 + 0.5 * _lateral(rng, v, 6.0))
+    return gain * (0.8 * layered + 0.6 * rng.normal(size=v.zeta.shape))
+
+
+def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 7.0, tier: float = 8.0) -> np.ndarray:
+    """Voronoi cells (redrawn every ``tier`` samples) each holding reflector segments of one random dip."""
+    units = np.unique(v.unit)
+    n_tiers = int(float(v.zeta.max(initial=0.0)) // tier) + 3
+    nx, ny = v.grid_x.size, v.grid_y.size
+    n_seeds = max(4, int(nx * ny / cell**2))
+    points = np.stack(np.meshgrid(v.grid_x, v.grid_y, indexing="ij"), axis=-1).reshape(-1, 2)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    cell_map = np.empty((units.size, n_tiers, nx, ny), np.intp)
+    centres = rng.uniform(lo, hi, size=(units.size * n_tiers, n_seeds, 2))
+    for s in range(units.size * n_tiers):
+        _, nearest = cKDTree(centres[s]).query(points)
+        cell_map.flat[s * nx * ny : (s + 1) * nx * ny] = nearest + s * n_seeds
+    centres = centres.reshape(-1, 2)
+    n_cells = centres.shape[0]
+    dip = rng.uniform(-0.8, 0.8, size=(2, n_cells))
+    offset = rng.uniform(20.0, 40.0, n_cells)
+    size = rng.uniform(0.45, 1.25, n_cells) * rng.uniform(0.7, 1.2, n_cells)
+    table = spike_table(rng, v.n_units, _length(v, 60.0), (3.0, 7.0), (0.4, 1.0))
+    wobble = smooth_fields(rng, 1, 20.0, v.grid_x, v.grid_y)[0][v.gi, v.gj]
+    level = np.clip(((v.zeta + 3.0 * (1.0 + wobble)) / tier).astype(np.intp), 0, n_tiers - 1)
+    c = cell_map[np.searchsorted(units, v.unit), level, v.gi, v.gj]
+    pos = v.zeta + offset[c] + dip[0, c] * (v.x - centres[c, 0]) + dip[1, c] * (v.y - centres[c, 1])
+    return size[c] * sample_table(table, v.unit, pos)
+
+
+def thin_bedded(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
+    table = spike_table(rng, v.n_units, _length(v, 0.2 * _length(v)), (1.5, 3.2), (0.3, 0.7), alternate=True)
+    gain = rng.uniform(0.7, 1.2, v.n_units)[v.unit]
+    stretch = 1.0 + 0.1 * _lateral(rng, v, 30.0)
+    return sample_table(table, v.unit, v.zeta * stretch) * gain * (1.0 + 0.2 * _lateral(rng, v, 25.0))
+
+
+def massive(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
+    top = rng.choice([-1.0, 1.0], size=v.n_units) * rng.uniform(1.0, 1.6, v.n_units)
+    return np.where(v.zeta < 1.0, top[v.unit] * (1.0 + 0.1 * _lateral(rng, v, 30.0)), 0.0)
+
+
+def clinoform(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
+    """Layers of constant ``q = along - W logit(eta')``: sigmoids that flatten towards the top and base."""
+    n = v.n_units
+    azimuth = rng.uniform(0.0, 2.0 * np.pi, n)[v.unit]
+    width = rng.uniform(5.0, 10.0, n)[v.unit]
+    wavelength = rng.uniform(6.0, 10.0, n)[v.unit]
+    bend = rng.uniform(-0.01, 0.01, n)[v.unit]
+    phase = rng.uniform(0.0, 2.0 * np.pi, n)[v.unit]
+    gain = rng.uniform(0.15, 0.3, n)[v.unit]
+    x, y = v.x - v.grid_x.mean(), v.y - v.grid_y.mean()
+    along = x * np.cos(azimuth) + y * np.sin(azimuth)
+    across = -x * np.sin(azimuth) + y * np.cos(azimuth)
+    eta = 0.1 + 0.8 * np.clip(v.eta, 0.0, 1.0)
+    q = along + bend * across**2 - width * np.log(eta / (1.0 - eta))
+    taper = np.sqrt(np.sin(np.pi * np.clip(v.eta, 0.0, 1.0)))
+    return gain * taper * np.cos(2.0 * np.pi * q / wavelength + phase)
+
+
+GENERATORS: dict[str, Callable[[np.random.Generator, FaciesVoxels], np.ndarray]] = {
+    "parallel": parallel,
+    "transparent": transparent,
+    "chaotic": chaotic,
+    "thin_bedded": thin_bedded,
+    "massive": massive,
+    "clinoform": clinoform,
+}
+assert tuple(GENERATORS) == FACIES

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from seismic.data.datamodule import SeismicDataModule
+from seismic.data.sources import materialise_survey
+from seismic.data.survey import Survey
+from seismic.data.synthetic import SyntheticSurveyConfig, generate_survey
+from seismic.data.windows import fit_normalisation, window_trace_indices
+from seismic.io.errors import SurveyFileError
+from seismic.io.segy import write_cube
+
+SMALL = {"n_inlines": 40, "n_crosslines": 16, "n_samples": 96, "seed": 3}
+SAMPLING = {"train": 600, "val": 200, "test": 200}
+
+
+def make_dm(tmp_path, **overrides) -> SeismicDataModule:
+    options = {"source": "synthetic", "cache_dir": tmp_path / "cache", "survey": SMALL, "sampling": SAMPLING,
+               "split": {"gap": 2}, "batch_size": 64, **overrides}
+    dm = SeismicDataModule(**options)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def footprint(dm: SeismicDataModule, name: str) -> set[int]:
+    """Global inline positions read by any window of the split."""
+    ds = dm.datasets[name]
+    lo, hi = ds.block
+    il_idx, _, _ = window_trace_indices(ds.il, ds.xl, ds.spec, (hi - lo, *dm.datasets[name]._arrays()[0].shape[1:]))
+    return set((il_idx + lo).ravel().tolist())
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {"length": 32},
+        {"length": 32, "width": 9, "axis": "inline"},
+        {"length": 32, "width": 9, "axis": "crossline", "pad_mode": "reflect"},
+        {"length": 32, "width": 9, "axis": "crossline", "pad_mode": "edge"},
+    ],
+)
+def test_no_training_window_touches_a_validation_or_test_trace(tmp_path, window):
+    dm = make_dm(tmp_path, window=window)
+    train, val, test = (footprint(dm, name) for name in ("train", "val", "test"))
+    assert train and val and test
+    assert not train & val and not train & test and not val & test
+    # and the gap is really left out
+    assert min(val) - max(train) > dm.split.gap and min(test) - max(val) > dm.split.gap
+
+
+def test_batches_have_the_contract_shapes_and_labels(tmp_path):
+    dm = make_dm(tmp_path, window={"length": 32, "width": 5})
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (64, 1, 5, 32) and x.dtype == torch.float32
+    assert y.shape == (64,) and y.dtype == torch.int64
+    assert dm.class_names == generate_survey(SyntheticSurveyConfig(**SMALL)).class_names
+    # the target is the label at the window centre
+    ds = dm.datasets["val"]
+    survey = Survey.load(dm.survey_dir)
+    il, xl, t = ds.global_centres()
+    _, yv = ds.__getitems__(list(range(10)))
+    assert yv.tolist() == survey.labels[il[:10], xl[:10], t[:10]].tolist()
+
+
+def test_training_sampling_is_balanced_and_evaluation_is_not(tmp_path):
+    dm = make_dm(tmp_path)
+    ys = torch.cat([y for _, y in dm.train_dataloader()])
+    counts = torch.bincount(ys, minlength=len(dm.class_names))
+    assert counts.max() - counts.min() <= 1
+    val_counts = torch.bincount(torch.cat([y for _, y in dm.val_dataloader()]), minlength=len(dm.class_names))
+    assert val_counts.max() - val_counts.min() > 1
+
+
+def test_all_classes_present_in_every_split(tmp_path):
+    dm = make_dm(tmp_path)
+    survey = Survey.load(dm.survey_dir)
+    for lo, hi in dm.blocks.values():
+        assert set(np.unique(survey.labels[lo:hi])) == set(range(len(dm.class_names)))
+
+
+def test_normalisation_is_fitted_on_the_training_block_only(tmp_path):
+    dm = make_dm(tmp_path)
+    survey = Survey.load(dm.survey_dir)
+    lo, hi = dm.blocks["train"]
+    assert dm.normalisation == fit_normalisation(survey.amplitudes[lo:hi], max_traces=4096, clip_sigma=5.0)
+    # changing the held-out blocks does not change it
+    amplitudes = np.array(survey.amplitudes)
+    amplitudes[hi:] *= 10
+    assert fit_normalisation(amplitudes[lo:hi], max_traces=4096, clip_sigma=5.0) == dm.normalisation
+
+
+def test_dataset_pickles_without_the_survey_and_works_in_workers(tmp_path):
+    dm = make_dm(tmp_path, num_workers=2)
+    ds = dm.datasets["train"]
+    ds.__getitems__([0])  # opens the memmap in this process
+    assert len(pickle.dumps(ds)) < 100_000 < Survey.load(dm.survey_dir).amplitudes.nbytes
+    n = sum(len(y) for _, y in dm.train_dataloader())
+    assert n == SAMPLING["train"]
+
+
+def test_survey_cache_is_reused_and_keyed_by_parameters(tmp_path):
+    first = materialise_survey("synthetic", tmp_path, survey=SMALL)
+    stamp = (first / "amplitudes.npy").stat().st_mtime_ns
+    assert materialise_survey("synthetic", tmp_path, survey=SMALL) == first
+    assert (first / "amplitudes.npy").stat().st_mtime_ns == stamp
+    other = materialise_survey("synthetic", tmp_path, survey={**SMALL, "seed": 4})
+    assert other != first
+
+
+def test_segy_source_reads_the_cube_labels_and_class_names(tmp_path):
+    survey = generate_survey(SyntheticSurveyConfig(**SMALL))
+    path = tmp_path / "s.sgy"
+    write_cube(path, survey.amplitudes, survey.dt_ms, labels=survey.labels,
+               provenance={"class_names": list(survey.class_names)}, inlines=np.arange(100, 140))
+    dm = make_dm(tmp_path, source="segy", survey=None, segy={"path": str(path)})
+    loaded = Survey.load(dm.survey_dir)
+    np.testing.assert_array_equal(loaded.amplitudes, survey.amplitudes)
+    np.testing.assert_array_equal(loaded.labels, survey.labels)
+    assert loaded.class_names == survey.class_names and loaded.inlines[0] == 100
+    assert loaded.provenance["source"] == "segy" and len(loaded.provenance["sha256"]) == 64
+
+
+def test_segy_source_errors_name_the_file_and_field(tmp_path):
+    with pytest.raises(ValueError, match=r"data\.segy\.path is required"):
+        materialise_survey("segy", tmp_path, segy={})
+    with pytest.raises(SurveyFileError, match=r"missing\.sgy: SEG-Y file not found"):
+        materialise_survey("segy", tmp_path, segy={"path": str(tmp_path / "missing.sgy")})
+    survey = generate_survey(SyntheticSurveyConfig(**SMALL))
+    write_cube(tmp_path / "nolabels.sgy", survey.amplitudes, survey.dt_ms)
+    with pytest.raises(SurveyFileError, match=r"nolabels\.labels\.npy: label volume not found"):
+        materialise_survey("segy", tmp_path, segy={"path": str(tmp_path / "nolabels.sgy")})
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 2, 2), dtype=np.uint8))
+    with pytest.raises(SurveyFileError, match="differs from the SEG-Y cube"):
+        materialise_survey("segy", tmp_path, segy={"path": str(tmp_path / "nolabels.sgy"),
+                                                   "labels_path": str(tmp_path / "wrong.npy")})
+
+
+def test_config_mistakes_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"window: unknown key\(s\) \['lenght'\]"):
+        SeismicDataModule(window={"lenght": 3})
+    with pytest.raises(ValueError, match=r"data\.sampling: unknown key"):
+        SeismicDataModule(sampling={"trian": 3})
+    with pytest.raises(ValueError, match="data.source must be one of"):
+        materialise_survey("hdf5", tmp_path)
