@@ -20,7 +20,10 @@ Checks, per trace:
   ``clip_min_quanta`` (256) steps, where flat peaks are ordinary quantisation, the check is skipped with a
   note unless a ``clip_level`` is given.
 * ``ns_mismatch`` / ``dt_mismatch`` (SEG-Y only; see :func:`check_segy`): a trace header's sample count
-  (bytes 115-116) or interval (bytes 117-118) disagrees with the binary header.
+  (bytes 115-116) or interval (bytes 117-118) disagrees with the binary header. A sample-count mismatch is a
+  warning by default: the reader only opens a file whose sample count fits its size exactly, so the other
+  value is stale (real files often keep the count of the uncropped survey). An interval mismatch is fatal
+  by default: nothing in the file says which interval is right.
 
 Amplitude statistics cover the finite samples only: min/max/mean/std/rms are exact (per-chunk moments
 merged with Chan's formula, in float64); p01/p99 come from a uniform random sample (bottom-k priority
@@ -42,7 +45,7 @@ from seismic.io.errors import SeismicIOError
 CHECKS = ("nan", "inf", "dead", "clipped", "constant", "dt_mismatch", "ns_mismatch")
 TRACE_CHECKS = CHECKS[:5]
 STATS = ("min", "max", "mean", "std", "rms", "p01", "p99")
-_CHUNK_SAMPLES = 1 << 22  # samples per chunk when chunk_traces is not given (16 MiB of float32)
+_CHUNK_SAMPLES = 1 << 20  # samples per chunk when chunk_traces is not given (4 MiB of float32)
 _WHAT = {
     "nan": "traces with a NaN sample",
     "inf": "traces with an infinite sample",
@@ -62,18 +65,19 @@ class QualityPolicy:
 
     A check named in ``fatal`` is always fatal, one in ``warn`` is never fatal; any other check is a warning
     until the fraction of affected traces exceeds ``max_fraction``, then it is fatal. Defaults: NaN, Inf and
-    dt/sample-count mismatches are fatal; dead, clipped and constant traces escalate past 10%.
+    dt mismatches are fatal; dead, clipped and constant traces escalate past 10%; a sample-count mismatch
+    stays a warning (``warn``), because the file only opened if its size settled the count.
     """
 
-    fatal: frozenset[str] = frozenset({"nan", "inf", "dt_mismatch", "ns_mismatch"})
-    warn: frozenset[str] = frozenset()
+    fatal: frozenset[str] = frozenset({"nan", "inf", "dt_mismatch"})
+    warn: frozenset[str] = frozenset({"ns_mismatch"})
     max_fraction: float = 0.10  # of the traces; strictly more is fatal for a check in neither set
     clip_run: int = 3  # consecutive samples at the clip level that make a flat top
     clip_level: float | None = None  # None: the data's own extremes (see the module docstring)
     clip_rtol: float = 0.0  # relative tolerance of "at the clip level"; 0 = bit-identical
     clip_min_quanta: int = 256  # integer data with a smaller extreme skip the clip check
     max_examples: int = 5  # examples kept per issue
-    percentile_sample: int = 1_000_000  # values kept for p01/p99 (8 bytes each + 8 for the key)
+    percentile_sample: int = 250_000  # values kept for p01/p99 (8 bytes each + 8 for the key)
     seed: int = 0  # of the percentile sample: reports are reproducible
 
     def __post_init__(self) -> None:
@@ -220,7 +224,7 @@ class _Scanner:
     """Streaming accumulator: per-trace flags and exact moments, chunk by chunk."""
 
     def __init__(self, n_traces: int, n_samples: int, policy: QualityPolicy) -> None:
-        self.policy, self.n_samples, self.n_traces = policy, n_samples, n_traces
+        self.policy, self.n_samples = policy, n_samples
         self.flags = {name: np.zeros(n_traces, dtype=bool) for name in ("nan", "inf", "dead", "constant")}
         self.trace_min = np.zeros(n_traces, dtype=np.float64)  # finite samples only
         self.trace_max = np.zeros(n_traces, dtype=np.float64)
@@ -290,13 +294,13 @@ class _Scanner:
     def _reservoir(self, values: np.ndarray) -> None:
         """Bottom-k priority sampling: keep the values with the smallest uniform random keys."""
         cap, n = self.policy.percentile_sample, values.size
-        if self.sample.size < cap:
-            pos, keys = np.arange(n), self.rng.random(n)
+        if self.sample.size < cap:  # not full yet: every value is a candidate
+            chosen, keys = values, self.rng.random(n)
         else:  # keys below the current threshold tau: Binomial(n, tau) of them, uniform on [0, tau)
             tau = float(self.keys.max())
-            pos = self.rng.choice(n, size=self.rng.binomial(n, tau), replace=False)
-            keys = self.rng.random(pos.size) * tau
-        self.sample = np.concatenate([self.sample, values[pos].astype(np.float64)])
+            chosen = values[self.rng.choice(n, size=self.rng.binomial(n, tau), replace=False)]
+            keys = self.rng.random(chosen.size) * tau
+        self.sample = np.concatenate([self.sample, chosen.astype(np.float64)])
         self.keys = np.concatenate([self.keys, keys])
         if self.sample.size > cap:
             keep = np.argpartition(self.keys, cap - 1)[:cap]
@@ -314,9 +318,9 @@ class _Scanner:
                 f"{p.clip_min_quanta} steps, where flat peaks are ordinary quantisation (give clip_level)"
             )
         elif level:
-            rtol = 1 - p.clip_rtol
-            at_top = (top > 0) & (self.trace_max >= top * rtol) & (self.top_run >= p.clip_run)
-            at_bottom = (bottom > 0) & (self.trace_min <= -bottom * rtol) & (self.bottom_run >= p.clip_run)
+            near = 1 - p.clip_rtol
+            at_top = (top > 0) & (self.trace_max >= top * near) & (self.top_run >= p.clip_run)
+            at_bottom = (bottom > 0) & (self.trace_min <= -bottom * near) & (self.bottom_run >= p.clip_run)
             clipped = (at_top | at_bottom) & ~self.flags["dead"] & ~self.flags["constant"]
         found = {**self.flags, "clipped": clipped}
         indices = {name: np.flatnonzero(found[name]) for name in TRACE_CHECKS}
@@ -367,13 +371,19 @@ def _check_array(
 ) -> QualityReport:
     policy = policy or QualityPolicy()
     traces = traces if isinstance(traces, np.ndarray) else np.asarray(traces)
-    if traces.ndim < 1:
-        raise ValueError("traces must have a sample axis")
+    if traces.ndim < 1 or traces.shape[-1] == 0:
+        raise ValueError(f"traces need a non-empty last (sample) axis, got shape {traces.shape}")
     lead, n_t = traces.shape[:-1], traces.shape[-1]
-    flat = traces.reshape(-1, n_t)
-    step = _auto_chunk(n_t, chunk_traces)
-    chunks = ((s, np.asarray(flat[s : s + step])) for s in range(0, flat.shape[0], step))
-    scanner = _Scanner(flat.shape[0], n_t, policy).scan(chunks)
+    n_traces, step = math.prod(lead), _auto_chunk(n_t, chunk_traces)
+    try:  # a view when the layout allows (always for 2-D and contiguous/memory-mapped arrays)
+        flat = traces.view()
+        flat.shape = (n_traces, n_t)
+        chunks: Iterable[tuple[int, np.ndarray]] = ((s, flat[s : s + step]) for s in range(0, n_traces, step))
+    except AttributeError:  # a strided N-D view: copy one block of the first axis at a time, never all
+        per = n_traces // max(traces.shape[0], 1)
+        k = max(1, step // max(per, 1))
+        chunks = ((i * per, traces[i : i + k].reshape(-1, n_t)) for i in range(0, traces.shape[0], k))
+    scanner = _Scanner(n_traces, n_t, policy).scan((s, np.asarray(c)) for s, c in chunks)
 
     def by_position(idx: np.ndarray) -> list:
         return [list(map(int, t)) for t in zip(*np.unravel_index(idx, lead), strict=True)]

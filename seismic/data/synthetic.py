@@ -276,10 +276,13 @@ def _flat_model(c: SyntheticSurveyConfig, rng: np.random.Generator, gx, gy, tau)
         idx = np.flatnonzero(labels == f)
         if idx.size == 0:
             continue
-        gi, gj, gt = np.unravel_index(idx, unit.shape)
-        u = unit.reshape(-1)[idx].astype(np.intp)
-        top, thick = tops[gi, gj, u], tops[gi, gj, u + 1] - tops[gi, gj, u]
+        column, gt = np.divmod(idx, tau.size)
+        gi, gj = np.divmod(column, gy.size)
+        at = column * (n + 1) + unit.reshape(-1)[idx]
+        top = tops.reshape(-1)[at]
+        thick = tops.reshape(-1)[at + 1] - top
         zeta = np.maximum(tau[gt] - top, 0.0)
+        u = at - column * (n + 1)
         voxels = FaciesVoxels(gi=gi, gj=gj, zeta=zeta, eta=zeta / thick, unit=u, n_units=n, grid_x=gx, grid_y=gy)
         refl.reshape(-1)[idx] = GENERATORS[name](streams[f], voxels)
     return refl, labels

@@ -3,9 +3,10 @@
 Rules, and why:
 
 * **Geometry.** segyio infers the inline/crossline/offset grid from the header bytes given (default
-  189/193, SEG-Y rev1). When that fails the file still opens, as ``kind="unstructured"`` (a flat trace
-  array + headers): 2D lines and shot gathers simply have no grid, and refusing them would make them
-  unreadable. Whatever needs a grid (:meth:`SegyFile.read_inlines`, :func:`read_cube`) then raises
+  189/193, SEG-Y rev1), and every trace's header words are then checked against that grid (segyio
+  looks at a few traces only). When either fails the file still opens, as ``kind="unstructured"`` (a
+  flat trace array + headers): 2D lines and shot gathers simply have no grid, and refusing them would
+  make them unreadable. Whatever needs a grid (:meth:`SegyFile.read_inlines`, :func:`read_cube`) then raises
   :class:`SegyGeometryError` naming the bytes tried, what they hold, and which common alternative byte
   pair (9/21, 9/13) would give a full grid.
 * **Byte order, format, sample count and interval** come from :mod:`seismic.io.segy_headers`, which
@@ -54,6 +55,7 @@ __all__ = [
 
 _ALIASES = {"offset": 37, "cdp": 21, "cdp_x": 181, "cdp_y": 185, "coord_scalar": 71, "ns": 115, "dt": 117}
 DEFAULT_HEADER_FIELDS = ("iline", "xline", "offset", "cdp_x", "cdp_y")
+_CHECK_CHUNK = 1 << 20  # traces per chunk when checking the grid: bounded memory on huge files
 
 
 @contextlib.contextmanager
@@ -63,7 +65,7 @@ def _segyio_errors(path: Path, doing: str) -> Iterator[None]:
         yield
     except SeismicIOError:
         raise
-    except (RuntimeError, OSError, ValueError, IndexError, KeyError, TypeError) as err:
+    except (RuntimeError, OSError, ValueError, IndexError, KeyError, TypeError, AttributeError) as err:
         cls = SegyTruncatedError if "size" in str(err) or "EOF" in str(err) else SegyHeaderError
         raise cls(path, f"segyio failed while {doing}: {err}") from err
 
@@ -113,37 +115,67 @@ class SegyFile:
         self.samples_ms = layout.t0_ms + np.arange(self.n_samples) * self.dt_ms
         self.text_header = layout.text_header
         self.header_notes = layout.notes
-        self.geometry_error: str | None = None
-        self._f: Any = None
-        try:
-            with _segyio_errors(self.path, f"inferring the geometry at bytes {iline}/{xline}"):
-                self._f = _open_segyio(self.path, layout, self.iline_byte, self.xline_byte, True)
-        except SeismicIOError as err:
-            self.geometry_error = err.reason
-            with _segyio_errors(self.path, "opening the file"):
-                self._f = _open_segyio(self.path, layout, self.iline_byte, self.xline_byte, False)
-        f = self._f
-        f.mmap()  # False (plain reads) on platforms without mmap; same results either way
+        self.geometry_error: str | None = None  # why there is no grid (kind "unstructured")
         self.inlines: np.ndarray | None = None
         self.crosslines: np.ndarray | None = None
         self.offsets: np.ndarray | None = None
         self.sorting: Literal["inline", "crossline"] | None = None
         self.kind: Literal["cube", "prestack", "unstructured"] = "unstructured"
         self.shape: tuple[int, ...] = (self.n_traces, self.n_samples)
-        if self.geometry_error is None and not (np.any(f.ilines) or np.any(f.xlines)):
-            # all-zero words are unset, not a grid: segyio would make a shot gather whose offsets vary
-            # a 1 x 1 x n "pre-stack volume"
-            self.geometry_error = f"inline/crossline words at bytes {iline}/{xline} are all zero (unset)"
-        if self.geometry_error is None:
-            self.inlines = np.asarray(f.ilines, dtype=np.int64)
-            self.crosslines = np.asarray(f.xlines, dtype=np.int64)
-            self.offsets = np.asarray(f.offsets, dtype=np.int64)
-            self.sorting = "inline" if f.sorting == segyio.TraceSortingFormat.INLINE_SORTING else "crossline"
-            grid = (len(self.inlines), len(self.crosslines))
-            if len(self.offsets) > 1:
-                self.kind, self.shape = "prestack", (*grid, len(self.offsets), self.n_samples)
-            else:
-                self.kind, self.shape = "cube", (*grid, self.n_samples)
+        self._f: Any = None
+        try:
+            with _segyio_errors(self.path, f"inferring the geometry at bytes {iline}/{xline}"):
+                self._f = _open_segyio(self.path, layout, self.iline_byte, self.xline_byte, True)
+        except SeismicIOError:
+            self.geometry_error = "segyio finds no inline- or crossline-sorted grid"
+            with _segyio_errors(self.path, "opening the file"):
+                self._f = _open_segyio(self.path, layout, self.iline_byte, self.xline_byte, False)
+        try:
+            with _segyio_errors(self.path, "memory-mapping and checking the geometry"):
+                self._f.mmap()  # False (plain reads) on platforms without mmap; same results either way
+                if self.geometry_error is None:
+                    self._adopt_geometry(self._f)
+        except BaseException:
+            self.close()
+            raise
+
+    def _adopt_geometry(self, f: Any) -> None:
+        """Take segyio's grid after checking every trace's header words against it (segyio looks at a
+        few traces only and accepts, e.g., an inline whose crosslines are out of order, then reads them
+        under the wrong crossline numbers)."""
+        inlines, crosslines = np.asarray(f.ilines, np.int64), np.asarray(f.xlines, np.int64)
+        offsets = np.asarray(f.offsets, np.int64)
+        if not (inlines.any() or crosslines.any()):
+            # unset words, not a grid: else a shot gather whose offsets vary is a 1 x 1 x n "pre-stack volume"
+            self.geometry_error = "the header words there are all zero (unset)"
+            return
+        sorting = "inline" if f.sorting == segyio.TraceSortingFormat.INLINE_SORTING else "crossline"
+        slow, fast = (inlines, crosslines) if sorting == "inline" else (crosslines, inlines)
+        n_off = len(offsets)
+        for s in range(0, self.n_traces, _CHECK_CHUNK):
+            t = np.arange(s, min(s + _CHECK_CHUNK, self.n_traces))
+            want = {"slow": slow[t // (len(fast) * n_off)], "fast": fast[(t // n_off) % len(fast)]}
+            exp_il, exp_xl = (
+                (want["slow"], want["fast"]) if sorting == "inline" else (want["fast"], want["slow"])
+            )
+            got = self.trace_headers(slice(t[0], t[-1] + 1), fields=("iline", "xline", 37))
+            bad = (got["iline"] != exp_il) | (got["xline"] != exp_xl)
+            if n_off > 1:
+                bad |= got["37"] != offsets[t % n_off]
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                self.geometry_error = (
+                    f"segyio sees a {len(inlines)} x {len(crosslines)} {sorting}-sorted grid, but trace "
+                    f"{s + i} holds inline {got['iline'][i]}, crossline {got['xline'][i]} where that grid "
+                    f"has inline {exp_il[i]}, crossline {exp_xl[i]} (traces out of order or missing)"
+                )
+                return
+        self.inlines, self.crosslines, self.offsets, self.sorting = inlines, crosslines, offsets, sorting
+        grid = (len(inlines), len(crosslines))
+        if n_off > 1:
+            self.kind, self.shape = "prestack", (*grid, n_off, self.n_samples)
+        else:
+            self.kind, self.shape = "cube", (*grid, self.n_samples)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -189,8 +221,10 @@ class SegyFile:
         bad = idx[(idx < -self.n_traces) | (idx >= self.n_traces)]
         if bad.size:
             raise IndexError(f"trace index {int(bad[0])} out of range for {self.n_traces} traces")
-        unique, inverse = np.unique(idx % max(self.n_traces, 1), return_inverse=True)
+        unique, inverse = np.unique(idx % self.n_traces, return_inverse=True)
         out = np.empty((unique.size, self.n_samples), dtype=np.float32)
+        if unique.size == 0:
+            return out
         breaks = np.flatnonzero(np.diff(unique) != 1) + 1
         for run_start, run in zip(np.r_[0, breaks], np.split(unique, breaks), strict=True):
             out[run_start : run_start + run.size] = self._raw(int(run[0]), int(run[-1]) + 1)
@@ -282,9 +316,9 @@ class SegyFile:
     def _geometry_reason(self) -> str:
         n_il, n_xl, _ = self._grid_at(self.iline_byte, self.xline_byte)
         reason = (
-            f"no inline/crossline geometry at trace header bytes {self.iline_byte}/{self.xline_byte} "
-            f"(they hold {n_il} distinct inline and {n_xl} distinct crossline numbers over "
-            f"{self.n_traces} traces; a 3D volume needs every inline x crossline, sorted by one of them)"
+            f"no inline/crossline geometry at trace header bytes {self.iline_byte}/{self.xline_byte}: "
+            f"{self.geometry_error} (they hold {n_il} distinct inline and {n_xl} distinct crossline numbers "
+            f"over {self.n_traces} traces; a 3D volume needs every inline x crossline, sorted by one of them)"
         )
         tried = [(a, b) for a, b in COMMON_GEOMETRY_BYTES if (a, b) != (self.iline_byte, self.xline_byte)]
         for a, b in tried:

@@ -88,10 +88,6 @@ class SegyLayout:
     def format_name(self) -> str:
         return SUPPORTED_FORMATS[self.format_code][0]
 
-    @property
-    def data_offset(self) -> int:
-        return HEADER_BYTES + TEXT_BYTES * self.ext_headers
-
 
 def check_header_byte(name: str, byte: int) -> int:
     """A trace header byte position given by a caller, checked to start a SEG-Y field (segyio needs it)."""
@@ -287,8 +283,10 @@ def probe_layout(path: str | Path, endian: str = "auto") -> SegyLayout:
     except OSError as err:
         raise SeismicIOError(path, f"cannot read file: {err.strerror or err}") from err
     dt_bin, dt_tr = _u16(binary, 16, order), _u16(first, 116, order)
-    dt_us = dt_bin or dt_tr
-    if not 0 < dt_us <= 100_000:
+    dt_us = (
+        dt_bin or dt_tr
+    )  # 2-byte unsigned microseconds: at most 65.5 ms, so 0 is the one implausible value
+    if dt_us == 0:
         raise SegyHeaderError(
             path,
             "sample interval is 0 in the binary header (bytes 3217-3218) and in the first trace header "

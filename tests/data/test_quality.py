@@ -165,6 +165,11 @@ def test_report_serialises_and_prints() -> None:
     text = r.format_text()
     for check in ("nan", "inf", "dead", "clipped", "constant", "FAIL", "cube"):
         assert check in text
+    strided = np.ascontiguousarray(x.reshape(6, 10, 200).transpose(1, 0, 2)).transpose(1, 0, 2)
+    assert check_traces(strided, chunk_traces=7).nan_traces.tolist() == [7]  # no full copy needed
+    assert check_traces(np.empty((0, 5))).issues == []
+    with pytest.raises(ValueError, match="sample"):
+        check_traces(np.empty((4, 0)))
     empty = check_traces(np.full((3, 5), np.nan))
     assert empty.min is None and empty.to_dict()["stats"]["mean"] is None and "FAIL" in empty.format_text()
     assert set(CHECKS) >= {i.check for i in r.issues}
@@ -267,7 +272,8 @@ def test_segy_header_disagreement_is_reported(tmp_path: Path) -> None:
     issues = {i.check: i for i in report.issues}
     assert set(issues) == {"dt_mismatch", "ns_mismatch"} and not report.ok
     assert issues["dt_mismatch"].examples == [5] and issues["dt_mismatch"].count == 1
-    assert issues["ns_mismatch"].examples == [8, 9] and issues["ns_mismatch"].severity == "fatal"
+    assert issues["ns_mismatch"].examples == [8, 9] and issues["ns_mismatch"].severity == "warning"
+    assert issues["dt_mismatch"].severity == "fatal"
     assert "4000" in issues["dt_mismatch"].message and "2000 (1 traces)" in issues["dt_mismatch"].message
     text = report.format_text()
     assert "bytes 3221-3222 say 50" in text and "bytes 115-116 say 100 (2 traces)" in text
@@ -296,6 +302,8 @@ def test_cli_exit_codes_on_segy(tmp_path: Path) -> None:
     text_only.write_bytes(good.read_bytes()[:3600])
     out = run_cli(text_only)
     assert out.returncode == 2 and "text.sgy" in out.stderr and "no traces" in out.stderr
+    out = run_cli(good, "--iline", "2")
+    assert out.returncode == 2 and "iline=2" in out.stderr and "Traceback" not in out.stderr
     out = run_cli(good, "--fatal", "bogus")
     assert out.returncode == 2 and "invalid choice" in out.stderr  # argparse usage error
 
@@ -307,6 +315,7 @@ def test_real_files(shared_segy_dir: Path) -> None:
     f3 = check_segy(shared_segy_dir / "f3.sgy")  # real int16 data: no clipping, stale trace-header ns
     assert f3.clipped_traces.size == 0 and f3.dead_traces.size == 0
     assert [i.check for i in f3.issues] == ["ns_mismatch"] and f3.issues[0].count == 414
+    assert f3.issues[0].severity == "warning" and f3.ok  # the binary header fits the file size
     # smooth synthetic float ramps whose neighbouring samples are one float32 ULP apart: not clipped
     for name in ("small.sgy", "small-ps.sgy", "shot-gather.sgy"):
         assert check_segy(shared_segy_dir / name).issues == [], name

@@ -237,6 +237,7 @@ def test_lazy_reads_match_read_all_and_touch_only_what_is_asked(tmp_path, monkey
         assert reads == [(0, 1), (3, 6), (7, 8), (29, 30)]
         np.testing.assert_array_equal(f.read_traces(slice(3, 9, 2)), full.reshape(30, 12)[3:9:2])
         assert f.read_inlines(3, 3).shape == (0, 5, 12)
+        assert f.read_traces([]).shape == (0, 12)
         with pytest.raises(IndexError):
             f.read_inlines(4, 7)
         with pytest.raises(IndexError):
@@ -311,6 +312,20 @@ def test_file_without_geometry_opens_unstructured(tmp_path):
     with pytest.raises(SegyGeometryError) as excinfo:
         read_cube(path)
     _assert_error(excinfo, path, "bytes 189/193", "9/21, 9/13")
+
+
+def test_traces_out_of_order_are_not_read_as_a_grid(tmp_path):
+    # segyio infers a 2 x 3 inline-sorted grid from the first traces and would read inline 2's
+    # crosslines 3 and 2 under the numbers 2 and 3; every trace is checked, so this opens unstructured
+    pairs = [(1, 1), (1, 2), (1, 3), (2, 1), (2, 3), (2, 2)]
+    traces = np.array([[10.0 * il + xl] * 4 for il, xl in pairs], dtype=np.float32)
+    path = _segyio_write(tmp_path / "irregular.sgy", traces, [{189: il, 193: xl} for il, xl in pairs])
+    with open_segy(path) as f:
+        assert f.kind == "unstructured" and "trace 4 holds inline 2, crossline 3" in f.geometry_error
+        np.testing.assert_array_equal(f.read_all(), traces)
+    with pytest.raises(SegyGeometryError) as excinfo:
+        read_cube(path)
+    _assert_error(excinfo, path, "bytes 189/193", "out of order")
 
 
 def test_geometry_at_other_bytes_is_found_and_suggested(tmp_path):
