@@ -18,6 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 from seismic.data.sources import materialise_survey
 from seismic.data.survey import Survey, read_survey_meta
 from seismic.data.windows import (
+    NORMALISATION_DEFAULTS,
+    SAMPLING_DEFAULTS,
     SPLITS,
     Normalisation,
     SplitSpec,
@@ -26,9 +28,6 @@ from seismic.data.windows import (
     fit_normalisation,
     sample_centres,
 )
-
-DEFAULT_SAMPLING = {"train": 20000, "val": 4000, "test": 4000, "balance_train": True, "seed": 0}
-
 
 class WindowDataset(Dataset):
     """Windows of one split: centres are positions inside the split's inline block ``[lo, hi)``."""
@@ -105,11 +104,14 @@ class SeismicDataModule(L.LightningDataModule):
         self.segy_options = dict(segy or {})
         self.window = WindowSpec.from_mapping(dict(window or {}))
         self.split = SplitSpec.from_mapping(dict(split or {}))
-        unknown = sorted(set(sampling or {}) - set(DEFAULT_SAMPLING))
+        unknown = sorted(set(sampling or {}) - set(SAMPLING_DEFAULTS))
         if unknown:
-            raise ValueError(f"data.sampling: unknown key(s) {unknown}; expected {sorted(DEFAULT_SAMPLING)}")
-        self.sampling = {**DEFAULT_SAMPLING, **dict(sampling or {})}
-        self.normalisation_options = {"max_traces": 4096, "clip_sigma": 5.0, **dict(normalisation or {})}
+            raise ValueError(f"data.sampling: unknown key(s) {unknown}; expected {sorted(SAMPLING_DEFAULTS)}")
+        self.sampling = {**SAMPLING_DEFAULTS, **dict(sampling or {})}
+        unknown = sorted(set(normalisation or {}) - set(NORMALISATION_DEFAULTS))
+        if unknown:
+            raise ValueError(f"data.normalisation: unknown key(s) {unknown}; expected {sorted(NORMALISATION_DEFAULTS)}")
+        self.normalisation_options = {**NORMALISATION_DEFAULTS, **dict(normalisation or {})}
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size

@@ -9,19 +9,73 @@ amplitude ranges overlap on purpose so that a classifier has to read texture, no
 - ``transparent``: weak, dense, only partly continuous reflectivity (close to the noise floor).
 - ``chaotic``: short reflector segments with random dips, broken laterally and vertically into cells.
 - ``thin_bedded``: dense alternating-polarity thin beds (high frequency), laterally continuous.
-- ``massive``: one bright reflector at the unit top and an exactly quiet (zero) interior.
+- ``massive``: one bright reflector at the top of the body and an exactly quiet (zero) interior.
 - ``clinoform``: sigmoidal layers prograding along a random azimuth, truncated at the unit top and base.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 FACIES: tuple[str, ...] = ("parallel", "transparent", "chaotic", "thin_bedded", "massive", "clinoform")
+_GAP = 2  # a facies is never the primary facies of a unit within this many units of itself
+
+
+def facies_sequence(rng: np.random.Generator, n: int, start: int) -> np.ndarray:
+    """Primary facies of ``n`` units, top first: units ``start`` to ``start + len(FACIES) - 1`` hold one of
+    each facies (seeded order); the others, filled outwards, are balanced and never repeat within ``_GAP``."""
+    n_facies = len(FACIES)
+    seq = np.full(n, -1)
+    seq[start : start + n_facies] = rng.permutation(n_facies)
+    counts = np.ones(n_facies, int)
+    up, down = range(start - 1, -1, -1), range(start + n_facies, n)
+    order = [p for pair in zip(up, down, strict=False) for p in pair]
+    order += list(up[len(down) :]) + list(down[len(up) :])
+    for p in order:
+        near = set(seq[max(0, p - _GAP) : p + _GAP + 1].tolist())
+        candidates = np.array([f for f in range(n_facies) if f not in near])
+        seq[p] = rng.choice(candidates[counts[candidates] == counts[candidates].min()])
+        counts[seq[p]] += 1
+    return seq
+
+
+@dataclass(frozen=True)
+class FaciesPlan:
+    """Facies of every flat voxel: each unit has a primary facies and holds bodies of a secondary facies
+    where ``body + tilt * (eta - 0.5) > 0`` (lateral facies change with inclined contacts), so that a
+    facies is not tied to a depth. Bodies cover less of the units of the one-of-each window."""
+
+    primary: np.ndarray  # (n,)
+    secondary: np.ndarray  # (n,), -1 for none
+    body: np.ndarray  # (n, nx, ny): smooth field minus its threshold
+    tilt: np.ndarray  # (n,)
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, n: int, start: int, x: np.ndarray, y: np.ndarray) -> FaciesPlan:
+        primary = facies_sequence(rng, n, start)
+        secondary = (primary + rng.integers(1, len(FACIES), size=n)) % len(FACIES)
+        field = smooth_fields(rng, n, 20.0, x, y)
+        window = (np.arange(n) >= start) & (np.arange(n) < start + len(FACIES))
+        cover = np.where(window, rng.uniform(0.1, 0.3, n), rng.uniform(0.15, 0.45, n))
+        threshold = np.array([np.quantile(f, 1.0 - c) for f, c in zip(field, cover, strict=True)])
+        tilt = rng.uniform(-0.6, 0.6, n)
+        return cls(primary=primary, secondary=secondary, body=field - threshold[:, None, None], tilt=tilt)
+
+    def without_bodies(self, units: np.ndarray) -> FaciesPlan:
+        """The same plan with the listed units left to their primary facies."""
+        return replace(self, secondary=np.where(np.isin(np.arange(self.primary.size), units), -1, self.secondary))
+
+    def labels(self, unit: np.ndarray, eta: np.ndarray) -> np.ndarray:
+        """Facies of the flat grid, given its unit index and relative depth ``eta`` (both [nx, ny, nt])."""
+        nx, ny, _ = unit.shape
+        body = self.body.astype(np.float32)[unit, np.arange(nx)[:, None, None], np.arange(ny)[None, :, None]]
+        body += self.tilt.astype(np.float32)[unit] * (eta - np.float32(0.5))
+        secondary = self.secondary[unit]
+        return np.where((secondary >= 0) & (body > 0), secondary, self.primary[unit]).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -33,6 +87,7 @@ class FaciesVoxels:
     zeta: np.ndarray  # samples below the unit top, >= 0
     eta: np.ndarray  # zeta / unit thickness, in [0, 1)
     unit: np.ndarray  # unit index, 0 = top of the stack
+    run_top: np.ndarray  # first voxel of its facies in its column (the top of a body of this facies)
     n_units: int
     grid_x: np.ndarray  # inline coordinate (traces) of each lateral grid row; may extend past the survey
     grid_y: np.ndarray
@@ -161,7 +216,7 @@ def thin_bedded(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
 
 def massive(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
     top = rng.choice([-1.0, 1.0], size=v.n_units) * rng.uniform(1.0, 1.6, v.n_units)
-    return np.where(v.zeta < 1.0, top[v.unit] * (1.0 + 0.1 * _lateral(rng, v, 30.0)), 0.0)
+    return np.where(v.run_top, top[v.unit] * (1.0 + 0.1 * _lateral(rng, v, 30.0)), 0.0)
 
 
 def clinoform(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage, signal
 
-from seismic.data.facies import FACIES, GENERATORS, FaciesVoxels, smooth_fields
+from seismic.data.facies import FACIES, GENERATORS, FaciesPlan, FaciesVoxels, smooth_fields
 from seismic.data.survey import Survey
 
 __all__ = ["FACIES", "GENERATOR_VERSION", "SyntheticSurveyConfig", "generate_survey", "ricker"]
@@ -226,66 +226,86 @@ def _source(i, j, k, faults: Sequence[_Fault], fold: _Fold) -> tuple[np.ndarray,
     return i, j, k - fold.shift(i, j, k)
 
 
-def _facies_sequence(rng: np.random.Generator, n_units: int, n_above: int, n_below: int) -> np.ndarray:
-    """Facies of every unit, top first: one of each in the middle of the main stack, the rest balanced."""
-    n_facies, n = len(FACIES), n_above + n_units + n_below
-    seq = np.full(n, -1)
-    mid = n_above + (n_units - n_facies) // 2
-    seq[mid : mid + n_facies] = rng.permutation(n_facies)
-    counts = np.bincount(seq[mid : mid + n_facies], minlength=n_facies)
-
-    def interleave(a: range, b: range) -> list[int]:
-        out = [p for pair in zip(a, b, strict=False) for p in pair]
-        return out + list(a[len(b) :]) + list(b[len(a) :])
-
-    order = interleave(range(mid - 1, n_above - 1, -1), range(mid + n_facies, n_above + n_units))
-    order += interleave(range(n_above - 1, -1, -1), range(n_above + n_units, n))
-    for p in order:
-        near = set(seq[max(0, p - 2) : p + 3].tolist())
-        candidates = np.array([f for f in range(n_facies) if f not in near])
-        least = candidates[counts[candidates] == counts[candidates].min()]
-        seq[p] = rng.choice(least)
-        counts[seq[p]] += 1
-    return seq
-
-
-def _flat_model(c: SyntheticSurveyConfig, rng: np.random.Generator, gx, gy, tau) -> tuple[np.ndarray, np.ndarray]:
-    """Reflectivity (float32) and labels (uint8) on the flat grid ``gx`` x ``gy`` x ``tau``."""
+def _stack(c: SyntheticSurveyConfig, rng: np.random.Generator, gx, gy, tau) -> tuple[np.ndarray, np.ndarray, int]:
+    """Unit boundaries ``[nx, ny, n + 1]`` (top first), unit index of the flat grid, and the index of the
+    first main-stack unit. The main stack fills ``tau`` in ``[0, n_samples)``; extra units above and below."""
     mean_h, v = c.n_samples / c.n_units, c.thickness_variation
     n_above = math.ceil(max(0.0, -tau[0]) / (mean_h * (1 - v))) + 1
     n_below = math.ceil(max(0.0, tau[-1] - c.n_samples) / (mean_h * (1 - v))) + 1
-    stack_rng, facies_rng = rng.spawn(2)
-    facies = _facies_sequence(stack_rng, c.n_units, n_above, n_below)
-    n = facies.size
-    h = mean_h * (1.0 + v * smooth_fields(stack_rng, n, c.thickness_correlation, gx, gy))
+    n = n_above + c.n_units + n_below
+    h = mean_h * (1.0 + v * smooth_fields(rng, n, c.thickness_correlation, gx, gy))
     main = h[n_above : n_above + c.n_units]
     main *= c.n_samples / main.sum(axis=0)
     tops = np.concatenate([-np.cumsum(h[:n_above][::-1], axis=0)[::-1], np.zeros_like(h[:1]),
                            np.cumsum(main, axis=0), c.n_samples + np.cumsum(h[n_above + c.n_units :], axis=0)])
-    tops = np.ascontiguousarray(np.moveaxis(tops, 0, -1))  # (nx, ny, n + 1): boundaries, top first
+    tops = np.ascontiguousarray(np.moveaxis(tops, 0, -1))
     # unit index = number of inner boundaries at or above tau: +1 at each boundary's first sample, cumsum
     first = np.clip(np.ceil(tops[:, :, 1:n] - tau[0]).astype(np.intp), 0, tau.size)
     step = np.zeros((gx.size, gy.size, tau.size + 1), np.uint8)
     lat = np.indices((gx.size, gy.size))[..., None]
     np.add.at(step, (lat[0], lat[1], first), 1)
-    unit = np.cumsum(step[..., :-1], axis=-1, dtype=np.uint8)
-    labels = facies.astype(np.uint8)[unit]
+    return tops, np.cumsum(step[..., :-1], axis=-1, dtype=np.uint8), n_above
+
+
+def _window_start(visible: np.ndarray, centre: float) -> int:
+    """Start of the ``len(FACIES)`` consecutive units that are visible in every inline and crossline (or the
+    most of them) and lie nearest ``centre``: those units hold one of each facies."""
+    width = len(FACIES)
+    starts = np.arange(visible.size - width + 1)
+    score = np.array([visible[s : s + width].sum() for s in starts]) * 1e6 - np.abs(starts + width / 2 - centre)
+    return int(starts[np.argmax(score)])
+
+
+def _everywhere(volume: np.ndarray, n: int) -> np.ndarray:
+    """Which of the values ``0..n-1`` occur in every inline and in every crossline of ``volume``."""
+    by_il = np.zeros((volume.shape[0], n), bool)
+    by_il[np.arange(volume.shape[0])[:, None], volume.reshape(volume.shape[0], -1)] = True
+    by_xl = np.zeros((volume.shape[1], n), bool)
+    by_xl[np.arange(volume.shape[1])[:, None], volume.transpose(1, 0, 2).reshape(volume.shape[1], -1)] = True
+    return by_il.all(axis=0) & by_xl.all(axis=0)
+
+
+def _flat_model(rng: np.random.Generator, plan: FaciesPlan, tops, unit, gx, gy, tau) -> tuple[np.ndarray, ...]:
+    """Labels (uint8) and reflectivity (float32) of the flat grid."""
+    n = tops.shape[-1] - 1
+    top = np.take_along_axis(tops.astype(np.float32), unit, axis=-1)
+    thick = np.take_along_axis(tops.astype(np.float32), unit + np.uint8(1), axis=-1) - top
+    zeta = np.maximum(tau.astype(np.float32) - top, 0)
+    del top
+    labels = plan.labels(unit, zeta / thick)
+    run_top = np.ones(labels.shape, bool)
+    run_top[..., 1:] = labels[..., 1:] != labels[..., :-1]
     refl = np.zeros(unit.shape, np.float32)
-    streams = facies_rng.spawn(len(FACIES))
-    for f, name in enumerate(FACIES):
+    for f, (name, stream) in enumerate(zip(FACIES, rng.spawn(len(FACIES)), strict=True)):
         idx = np.flatnonzero(labels == f)
         if idx.size == 0:
             continue
-        column, gt = np.divmod(idx, tau.size)
+        column, _ = np.divmod(idx, tau.size)
         gi, gj = np.divmod(column, gy.size)
-        at = column * (n + 1) + unit.reshape(-1)[idx]
-        top = tops.reshape(-1)[at]
-        thick = tops.reshape(-1)[at + 1] - top
-        zeta = np.maximum(tau[gt] - top, 0.0)
-        u = at - column * (n + 1)
-        voxels = FaciesVoxels(gi=gi, gj=gj, zeta=zeta, eta=zeta / thick, unit=u, n_units=n, grid_x=gx, grid_y=gy)
-        refl.reshape(-1)[idx] = GENERATORS[name](streams[f], voxels)
-    return refl, labels
+        z, u = zeta.reshape(-1)[idx].astype(float), unit.reshape(-1)[idx].astype(np.intp)
+        voxels = FaciesVoxels(gi=gi, gj=gj, zeta=z, eta=z / thick.reshape(-1)[idx], unit=u,
+                              run_top=run_top.reshape(-1)[idx], n_units=n, grid_x=gx, grid_y=gy)
+        refl.reshape(-1)[idx] = GENERATORS[name](stream, voxels)
+    return labels, refl
+
+
+def _deform(c: SyntheticSurveyConfig, fold: _Fold, faults, half: int, origin, jobs) -> list[np.ndarray]:
+    """Sample each flat ``(volume, order, faulted)`` of ``jobs`` at the source point of every output sample
+    (time axis padded by ``half`` on both sides); ``faulted=False`` applies the fold only."""
+    n_t = c.n_samples + 2 * half
+    outs = [np.empty((c.n_inlines, c.n_crosslines, n_t), volume.dtype) for volume, _, _ in jobs]
+    step = max(1, _SLAB_VOXELS // (c.n_crosslines * n_t))
+    for start in range(0, c.n_inlines, step):
+        i, j, k = np.meshgrid(np.arange(start, min(start + step, c.n_inlines), dtype=float),
+                              np.arange(c.n_crosslines, dtype=float), np.arange(-half, c.n_samples + half,
+                              dtype=float), indexing="ij")
+        coords: dict[bool, np.ndarray] = {}
+        for (volume, order, faulted), out in zip(jobs, outs, strict=True):
+            if faulted not in coords:
+                coords[faulted] = np.stack(_source(i, j, k, faults if faulted else (), fold)) - origin
+            ndimage.map_coordinates(volume, coords[faulted], output=out[start : start + step], order=order,
+                                    mode="nearest")
+    return outs
 
 
 @dataclass(frozen=True)
@@ -314,25 +334,20 @@ def _synthesize(c: SyntheticSurveyConfig, *, fault_labels: bool = True) -> _Part
     worst = float(np.abs(fold.linear(lat_i, lat_j)).max() + (1.5 + half / c.n_samples) * np.abs(
         fold.bumps(lat_i, lat_j)).max() + sum(float(f.slip[2]) for f in faults))
     tau = np.arange(math.floor(-half - worst) - 2, math.ceil(c.n_samples + half + worst) + 3, dtype=float)
-    flat_refl, flat_labels = _flat_model(c, model_rng, gx, gy, tau)
-
-    n_t = c.n_samples + 2 * half
-    refl = np.empty((c.n_inlines, c.n_crosslines, n_t), np.float32)
-    labels = np.empty(refl.shape, np.uint8)
-    step = max(1, _SLAB_VOXELS // (c.n_crosslines * n_t))
     origin = np.array([gx[0], gy[0], tau[0]])[:, None, None, None]
-    for start in range(0, c.n_inlines, step):
-        i, j, k = np.meshgrid(np.arange(start, min(start + step, c.n_inlines), dtype=float),
-                              np.arange(c.n_crosslines, dtype=float), np.arange(-half, c.n_samples + half,
-                              dtype=float), indexing="ij")
-        coords = np.stack(_source(i, j, k, faults, fold)) - origin
-        out = slice(start, start + step)
-        ndimage.map_coordinates(flat_refl, coords, output=refl[out], order=1, mode="nearest")
-        if not fault_labels:
-            coords = np.stack(_source(i, j, k, (), fold)) - origin
-        ndimage.map_coordinates(flat_labels, coords, output=labels[out], order=0, mode="nearest")
-
+    stack_rng, plan_rng, facies_rng = model_rng.spawn(3)
+    tops, unit, n_above = _stack(c, stack_rng, gx, gy, tau)
     keep = slice(half, half + c.n_samples)
+    (unit_out,) = _deform(c, fold, faults, half, origin, [(unit, 0, True)])
+    start = _window_start(_everywhere(unit_out[..., keep], tops.shape[-1] - 1), n_above + c.n_units / 2)
+    plan = FaciesPlan.draw(plan_rng, tops.shape[-1] - 1, start, gx, gy)
+    for attempt in range(2):  # rare: bodies hid a facies from some inline/crossline; then drop the window's
+        flat_labels, flat_refl = _flat_model(facies_rng.spawn(1)[0], plan, tops, unit, gx, gy, tau)
+        refl, labels = _deform(c, fold, faults, half, origin, [(flat_refl, 1, True), (flat_labels, 0, fault_labels)])
+        if attempt or _everywhere(labels[..., keep], len(FACIES)).all():
+            break
+        plan = plan.without_bodies(np.arange(start, start + len(FACIES)))
+
     clean = ndimage.convolve1d(refl, wavelet, axis=-1, mode="constant")[..., keep]
     scale = float(np.sqrt(np.mean(np.square(clean, dtype=np.float64))))
     clean /= scale if scale > 0 else 1.0

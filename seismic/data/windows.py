@@ -19,6 +19,9 @@ import numpy as np
 PadMode = Literal["reflect", "edge", "constant", "valid"]
 PAD_MODES = ("reflect", "edge", "constant", "valid")
 SPLITS = ("train", "val", "test")
+# windows drawn per split; training draws an equal share per class, evaluation keeps the survey's class mix
+SAMPLING_DEFAULTS = {"train": 20000, "val": 4000, "test": 4000, "balance_train": True, "seed": 0}
+NORMALISATION_DEFAULTS = {"max_traces": 4096, "clip_sigma": 5.0}
 
 
 def _from_mapping(cls: type, mapping: Mapping[str, Any], what: str) -> Any:

@@ -1,0 +1,129 @@
+"""Structured schemas of the CLI configs, registered in Hydra's ConfigStore.
+
+Each top-level YAML names its schema first in ``defaults``, so Hydra composes in struct mode: a misspelt key
+in a YAML file or on the command line fails at composition with the full key path, instead of becoming a
+silent new key that nothing reads. The schemas of data sections mirror the library's own dataclasses
+(field names and defaults are taken from them, so the two cannot drift apart); values are typed ``Any`` here
+and checked by those dataclasses, which name the field and the reason. Import this module before composing
+(``scripts/*.py`` do); it needs no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from seismic.data.synthetic import SyntheticSurveyConfig
+from seismic.data.windows import NORMALISATION_DEFAULTS, SAMPLING_DEFAULTS, SplitSpec, WindowSpec
+
+
+def _field_default(value: Any) -> Any:
+    if isinstance(value, tuple | list | dict):
+        plain = list(value) if not isinstance(value, dict) else dict(value)
+        return field(default_factory=lambda plain=plain: plain.copy())
+    return field(default=value)
+
+
+def _mirror(name: str, defaults: dict[str, Any]) -> type:
+    return make_dataclass(name, [(key, Any, _field_default(value)) for key, value in defaults.items()])
+
+
+def _defaults_of(cls: type) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+SurveySchema = _mirror("SurveySchema", _defaults_of(SyntheticSurveyConfig))
+WindowSchema = _mirror("WindowSchema", _defaults_of(WindowSpec))
+SplitSchema = _mirror("SplitSchema", _defaults_of(SplitSpec))
+SamplingSchema = _mirror("SamplingSchema", SAMPLING_DEFAULTS)
+NormalisationSchema = _mirror("NormalisationSchema", NORMALISATION_DEFAULTS)
+
+
+@dataclass
+class SegySchema:
+    path: Any = None
+    labels_path: Any = None
+    iline: int = 189
+    xline: int = 193
+    class_names: Any = None
+
+
+@dataclass
+class DataSchema:
+    source: str = "synthetic"
+    cache_dir: str = "data/cache"
+    survey: SurveySchema | None = None  # type: ignore[valid-type]
+    segy: SegySchema | None = None
+    window: WindowSchema = field(default_factory=WindowSchema)  # type: ignore[valid-type]
+    split: SplitSchema = field(default_factory=SplitSchema)  # type: ignore[valid-type]
+    sampling: SamplingSchema = field(default_factory=SamplingSchema)  # type: ignore[valid-type]
+    normalisation: NormalisationSchema = field(default_factory=NormalisationSchema)  # type: ignore[valid-type]
+    batch_size: int = 256
+    num_workers: int = 0
+    pin_memory: bool = False
+
+
+@dataclass
+class PathsSchema:
+    root_dir: str = "."
+    data_dir: str = "data"
+    cache_dir: str = "data/cache"
+    log_dir: str = "outputs"
+    output_dir: str = "outputs"
+
+
+@dataclass
+class EnvSchema:
+    name: str = "dev"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_location: str | None = None
+    log_level: str = "INFO"
+
+
+@dataclass
+class TrainSchema:
+    task_name: str = "train"
+    run_name: str | None = None
+    seed: int = 42
+    train: bool = True
+    test: bool = True
+    ckpt_path: str | None = None
+    optimized_metric: str = "val/macro_f1"
+    tags: dict[str, Any] = field(default_factory=dict)
+    section_plot: bool = True
+    paths: PathsSchema = field(default_factory=PathsSchema)
+    data: DataSchema = field(default_factory=DataSchema)
+    # keys differ per model and per Lightning version: the model builder and lightning.Trainer reject
+    # unknown ones, and the pipeline checks trainer keys against Trainer's signature before any work
+    model: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)
+    callbacks: dict[str, Any] = field(default_factory=dict)
+    logger: dict[str, Any] = field(default_factory=dict)
+    env: EnvSchema = field(default_factory=EnvSchema)
+
+
+@dataclass
+class QualitySchema:
+    fail_on_fatal: bool = True
+
+
+@dataclass
+class MakeSurveySchema:
+    output: str = "data/synthetic/survey.sgy"
+    sample_format: str = "ieee"
+    endian: str = "big"
+    quality: QualitySchema = field(default_factory=QualitySchema)
+    paths: PathsSchema = field(default_factory=PathsSchema)
+    data: DataSchema = field(default_factory=DataSchema)
+
+
+def register_schemas() -> None:
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainSchema)
+    store.store(name="make_survey_schema", node=MakeSurveySchema)
+
+
+register_schemas()
