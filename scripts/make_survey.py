@@ -8,6 +8,8 @@ import os
 import hydra
 from omegaconf import DictConfig
 
+import seismic.config  # noqa: F401  (registers the config schemas)
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 

@@ -117,12 +117,15 @@ def smooth_fields(
     fields listed in ``rows`` are evaluated (the others stay zero); the random draws do not depend on it.
     """
     k = rng.normal(scale=1.0 / corr, size=(2, n, n_modes))
-    phase = np.exp(1j * rng.uniform(0.0, 2.0 * np.pi, size=(n, n_modes)))
+    phase = rng.uniform(0.0, 2.0 * np.pi, size=(n, n_modes))
     rows = np.arange(n) if rows is None else np.asarray(rows)
-    ex = np.exp(1j * k[0, rows, :, None] * np.asarray(x, float)) * phase[rows, :, None]
-    ey = np.exp(1j * k[1, rows, :, None] * np.asarray(y, float))
+    ax = k[0, rows, :, None] * np.asarray(x, float) + phase[rows, :, None]
+    ay = k[1, rows, :, None] * np.asarray(y, float)
+    # cos(ax + ay) = cos ax cos ay - sin ax sin ay: one real batched product over the modes
+    px = np.concatenate([np.cos(ax), -np.sin(ax)], axis=1).transpose(0, 2, 1)
+    py = np.concatenate([np.cos(ay), np.sin(ay)], axis=1)
     out = np.zeros((n, np.size(x), np.size(y)))
-    out[rows] = np.tanh(np.matmul(ex.transpose(0, 2, 1), ey).real * np.sqrt(2.0 / n_modes))
+    out[rows] = np.tanh(np.matmul(px, py) * np.sqrt(2.0 / n_modes))
     return out
 
 
