@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 FACIES: tuple[str, ...] = ("parallel", "transparent", "chaotic", "thin_bedded", "massive", "clinoform")
 _GAP = 2  # a facies is never the primary facies of a unit within this many units of itself
@@ -185,28 +184,38 @@ def transparent(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
 
 
 def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 7.0, tier: float = 8.0) -> np.ndarray:
-    """Voronoi cells (redrawn every ``tier`` samples) each holding reflector segments of one random dip."""
-    units = np.unique(v.unit)
+    """Cells (jittered-lattice Voronoi, redrawn every ``tier`` samples) each holding reflector segments of one
+    random dip, offset and strength: short, discontinuous reflections."""
     n_tiers = int(float(v.zeta.max(initial=0.0)) // tier) + 3
-    nx, ny = v.grid_x.size, v.grid_y.size
-    n_seeds = max(4, int(nx * ny / cell**2))
-    points = np.stack(np.meshgrid(v.grid_x, v.grid_y, indexing="ij"), axis=-1).reshape(-1, 2)
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    cell_map = np.empty((units.size, n_tiers, nx, ny), np.intp)
-    centres = rng.uniform(lo, hi, size=(units.size * n_tiers, n_seeds, 2))
-    for s in range(units.size * n_tiers):
-        _, nearest = cKDTree(centres[s]).query(points)
-        cell_map.flat[s * nx * ny : (s + 1) * nx * ny] = nearest + s * n_seeds
-    centres = centres.reshape(-1, 2)
-    n_cells = centres.shape[0]
-    dip = rng.uniform(-0.8, 0.8, size=(2, n_cells))
-    offset = rng.uniform(20.0, 40.0, n_cells)
-    size = rng.uniform(0.45, 1.25, n_cells) * rng.uniform(0.7, 1.2, n_cells)
+    na, nb = int(np.ptp(v.grid_x) / cell) + 2, int(np.ptp(v.grid_y) / cell) + 2
+    shape = (v.n_units, n_tiers, na, nb)
+    seed_xy = rng.uniform(0.0, cell, size=(2, *shape)).reshape(2, -1)
+    dip = rng.uniform(-0.8, 0.8, size=(2, *shape)).reshape(2, -1)
+    offset = rng.uniform(20.0, 40.0, shape).reshape(-1)
+    size = (rng.uniform(0.45, 1.25, shape) * rng.uniform(0.7, 1.2, shape)).reshape(-1)
     table = spike_table(rng, v.n_units, _length(v, 60.0), (3.0, 7.0), (0.4, 1.0))
     wobble = smooth_fields(rng, 1, 20.0, v.grid_x, v.grid_y)[0][v.gi, v.gj]
     level = np.clip(((v.zeta + 3.0 * (1.0 + wobble)) / tier).astype(np.intp), 0, n_tiers - 1)
-    c = cell_map[np.searchsorted(units, v.unit), level, v.gi, v.gj]
-    pos = v.zeta + offset[c] + dip[0, c] * (v.x - centres[c, 0]) + dip[1, c] * (v.y - centres[c, 1])
+    # cell of every lateral grid point, per unit present and tier: nearest seed among the 3 x 3 lattice
+    # cells around the point (seed = lattice corner + jitter)
+    units = np.unique(v.unit)
+    fx = ((v.grid_x - v.grid_x[0]) / cell)[:, None]
+    fy = ((v.grid_y - v.grid_y[0]) / cell)[None, :]
+    base = (units[:, None, None, None] * n_tiers + np.arange(n_tiers)[None, :, None, None]) * na
+    best = np.zeros((units.size, n_tiers, fx.size, fy.size), np.intp)
+    best_d = np.full(best.shape, np.inf)
+    for da in (-1, 0, 1):
+        a = np.clip(fx.astype(np.intp) + da, 0, na - 1)
+        for db in (-1, 0, 1):
+            b = np.clip(fy.astype(np.intp) + db, 0, nb - 1)
+            c = (base + a) * nb + b
+            d = (fx - a - seed_xy[0, c] / cell) ** 2 + (fy - b - seed_xy[1, c] / cell) ** 2
+            best = np.where(d < best_d, c, best)
+            best_d = np.minimum(d, best_d)
+    c = best[np.searchsorted(units, v.unit), level, v.gi, v.gj]
+    sx = v.grid_x[0] + ((c // nb) % na) * cell + seed_xy[0, c]
+    sy = v.grid_y[0] + (c % nb) * cell + seed_xy[1, c]
+    pos = v.zeta + offset[c] + dip[0, c] * (v.x - sx) + dip[1, c] * (v.y - sy)
     return size[c] * sample_table(table, v.unit, pos)
 
 

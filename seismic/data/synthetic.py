@@ -289,23 +289,23 @@ def _flat_model(rng: np.random.Generator, plan: FaciesPlan, tops, unit, gx, gy, 
     return labels, refl
 
 
-def _deform(c: SyntheticSurveyConfig, fold: _Fold, faults, half: int, origin, jobs) -> list[np.ndarray]:
-    """Sample each flat ``(volume, order, faulted)`` of ``jobs`` at the source point of every output sample
-    (time axis padded by ``half`` on both sides); ``faulted=False`` applies the fold only."""
-    n_t = c.n_samples + 2 * half
-    outs = [np.empty((c.n_inlines, c.n_crosslines, n_t), volume.dtype) for volume, _, _ in jobs]
-    step = max(1, _SLAB_VOXELS // (c.n_crosslines * n_t))
+def _coordinates(c: SyntheticSurveyConfig, fold: _Fold, faults, half: int, origin) -> list[np.ndarray]:
+    """Flat-grid coordinates of every output sample (time axis padded by ``half``), one slab of inlines at
+    a time; float32 to keep the memory modest."""
+    slabs = []
+    step = max(1, _SLAB_VOXELS // (c.n_crosslines * (c.n_samples + 2 * half)))
     for start in range(0, c.n_inlines, step):
         i, j, k = np.meshgrid(np.arange(start, min(start + step, c.n_inlines), dtype=float),
                               np.arange(c.n_crosslines, dtype=float), np.arange(-half, c.n_samples + half,
                               dtype=float), indexing="ij")
-        coords: dict[bool, np.ndarray] = {}
-        for (volume, order, faulted), out in zip(jobs, outs, strict=True):
-            if faulted not in coords:
-                coords[faulted] = np.stack(_source(i, j, k, faults if faulted else (), fold)) - origin
-            ndimage.map_coordinates(volume, coords[faulted], output=out[start : start + step], order=order,
-                                    mode="nearest")
-    return outs
+        slabs.append((np.stack(_source(i, j, k, faults, fold)) - origin).astype(np.float32))
+    return slabs
+
+
+def _sample(volume: np.ndarray, order: int, slabs: list[np.ndarray]) -> np.ndarray:
+    """The flat ``volume`` at the output coordinates: linear (order 1) or nearest (order 0) interpolation."""
+    out = [ndimage.map_coordinates(volume, xyz, output=volume.dtype, order=order, mode="nearest") for xyz in slabs]
+    return np.concatenate(out, axis=0)
 
 
 @dataclass(frozen=True)
@@ -338,12 +338,14 @@ def _synthesize(c: SyntheticSurveyConfig, *, fault_labels: bool = True) -> _Part
     stack_rng, plan_rng, facies_rng = model_rng.spawn(3)
     tops, unit, n_above = _stack(c, stack_rng, gx, gy, tau)
     keep = slice(half, half + c.n_samples)
-    (unit_out,) = _deform(c, fold, faults, half, origin, [(unit, 0, True)])
+    coords = _coordinates(c, fold, faults, half, origin)
+    unit_out = _sample(unit, 0, coords)
     start = _window_start(_everywhere(unit_out[..., keep], tops.shape[-1] - 1), n_above + c.n_units / 2)
     plan = FaciesPlan.draw(plan_rng, tops.shape[-1] - 1, start, gx, gy)
     for attempt in range(2):  # rare: bodies hid a facies from some inline/crossline; then drop the window's
         flat_labels, flat_refl = _flat_model(facies_rng.spawn(1)[0], plan, tops, unit, gx, gy, tau)
-        refl, labels = _deform(c, fold, faults, half, origin, [(flat_refl, 1, True), (flat_labels, 0, fault_labels)])
+        refl = _sample(flat_refl, 1, coords)
+        labels = _sample(flat_labels, 0, coords if fault_labels else _coordinates(c, fold, (), half, origin))
         if attempt or _everywhere(labels[..., keep], len(FACIES)).all():
             break
         plan = plan.without_bodies(np.arange(start, start + len(FACIES)))
