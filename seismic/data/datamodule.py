@@ -29,6 +29,7 @@ from seismic.data.windows import (
     sample_centres,
 )
 
+
 class WindowDataset(Dataset):
     """Windows of one split: centres are positions inside the split's inline block ``[lo, hi)``."""
 

@@ -1,9 +1,10 @@
-"""Per-facies reflectivity generators of the synthetic survey (:mod:`seismic.data.synthetic`).
+"""Facies model of the synthetic survey (:mod:`seismic.data.synthetic`): stack, facies plan, reflectivity.
 
-The synthetic model is built in flat "geological time" coordinates: a stack of units, each of one facies,
-whose thickness varies laterally. A generator receives every voxel of its facies with the voxel's place in
-its unit (:class:`FaciesVoxels`) and returns the reflectivity there. Each facies has its own texture, and
-amplitude ranges overlap on purpose so that a classifier has to read texture, not brightness:
+The model is built in flat "geological time" coordinates: a stack of units whose thickness varies
+laterally (:func:`build_stack`), each with a primary facies and bodies of a secondary one
+(:class:`FaciesPlan`). A generator receives every voxel of its facies with the voxel's place in its unit
+(:class:`FaciesVoxels`) and returns the reflectivity there. Each facies has its own texture, and amplitude
+ranges overlap on purpose so that a classifier has to read texture, not brightness:
 
 - ``parallel``: continuous, parallel, high-amplitude reflectors a few samples apart.
 - ``transparent``: weak, dense, only partly continuous reflectivity (close to the noise floor).
@@ -15,6 +16,7 @@ amplitude ranges overlap on purpose so that a classifier has to read texture, no
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -54,27 +56,124 @@ class FaciesPlan:
     tilt: np.ndarray  # (n,)
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, n: int, start: int, x: np.ndarray, y: np.ndarray) -> FaciesPlan:
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        n: int,
+        start: int,
+        x: np.ndarray,
+        y: np.ndarray,
+        cover: tuple[float, float] = (0.2, 0.5),
+    ) -> FaciesPlan:
+        """Plan for ``n`` units with the one-of-each window at ``start``; bodies take a share of each unit
+        drawn from ``cover`` (two thirds of that in the window; ``(0, 0)``: no bodies)."""
         primary = facies_sequence(rng, n, start)
         secondary = (primary + rng.integers(1, len(FACIES), size=n)) % len(FACIES)
         field = smooth_fields(rng, n, 20.0, x, y)
         window = (np.arange(n) >= start) & (np.arange(n) < start + len(FACIES))
-        cover = np.where(window, rng.uniform(0.1, 0.3, n), rng.uniform(0.15, 0.45, n))
-        threshold = np.array([np.quantile(f, 1.0 - c) for f, c in zip(field, cover, strict=True)])
+        share = rng.uniform(*cover, n) * np.where(window, 2.0 / 3.0, 1.0)
+        threshold = np.array([np.quantile(f, 1.0 - c) for f, c in zip(field, share, strict=True)])
         tilt = rng.uniform(-0.6, 0.6, n)
+        secondary = np.where(share > 0, secondary, -1)
         return cls(primary=primary, secondary=secondary, body=field - threshold[:, None, None], tilt=tilt)
 
     def without_bodies(self, units: np.ndarray) -> FaciesPlan:
         """The same plan with the listed units left to their primary facies."""
-        return replace(self, secondary=np.where(np.isin(np.arange(self.primary.size), units), -1, self.secondary))
+        return replace(
+            self, secondary=np.where(np.isin(np.arange(self.primary.size), units), -1, self.secondary)
+        )
 
     def labels(self, unit: np.ndarray, eta: np.ndarray) -> np.ndarray:
         """Facies of the flat grid, given its unit index and relative depth ``eta`` (both [nx, ny, nt])."""
         nx, ny, _ = unit.shape
         body = self.body.astype(np.float32)[unit, np.arange(nx)[:, None, None], np.arange(ny)[None, :, None]]
         body += self.tilt.astype(np.float32)[unit] * (eta - np.float32(0.5))
-        secondary = self.secondary[unit]
-        return np.where((secondary >= 0) & (body > 0), secondary, self.primary[unit]).astype(np.uint8)
+        secondary = self.secondary.astype(np.int8)[unit]
+        return np.where((secondary >= 0) & (body > 0), secondary, self.primary.astype(np.int8)[unit]).astype(
+            np.uint8
+        )
+
+
+def build_stack(
+    rng: np.random.Generator,
+    n_samples: int,
+    n_units: int,
+    variation: float,
+    correlation: float,
+    gx: np.ndarray,
+    gy: np.ndarray,
+    tau: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Unit boundaries ``[nx, ny, n + 1]`` (top first), unit index of the flat grid, and the index of the
+    first main-stack unit. The main stack fills ``tau`` in ``[0, n_samples)``; extra units above and below."""
+    mean_h, v = n_samples / n_units, variation
+    n_above = math.ceil(max(0.0, -tau[0]) / (mean_h * (1 - v))) + 1
+    n_below = math.ceil(max(0.0, tau[-1] - n_samples) / (mean_h * (1 - v))) + 1
+    n = n_above + n_units + n_below
+    h = mean_h * (1.0 + v * smooth_fields(rng, n, correlation, gx, gy))
+    main = h[n_above : n_above + n_units]
+    main *= n_samples / main.sum(axis=0)
+    tops = np.concatenate(
+        [
+            -np.cumsum(h[:n_above][::-1], axis=0)[::-1],
+            np.zeros_like(h[:1]),
+            np.cumsum(main, axis=0),
+            n_samples + np.cumsum(h[n_above + n_units :], axis=0),
+        ]
+    )
+    tops = np.ascontiguousarray(np.moveaxis(tops, 0, -1))
+    # unit index = number of inner boundaries at or above tau: +1 at each boundary's first sample, cumsum
+    first = np.clip(np.ceil(tops[:, :, 1:n] - tau[0]).astype(np.intp), 0, tau.size)
+    step = np.zeros((gx.size, gy.size, tau.size + 1), np.uint8)
+    lat = np.indices((gx.size, gy.size))[..., None]
+    np.add.at(step, (lat[0], lat[1], first), 1)
+    return tops, np.cumsum(step[..., :-1], axis=-1, dtype=np.uint8), n_above
+
+
+def window_start(visible: np.ndarray, centre: float) -> int:
+    """Start of the ``len(FACIES)`` consecutive units that are visible in every inline and crossline (or the
+    most of them) and lie nearest ``centre``: those units hold one of each facies."""
+    width = len(FACIES)
+    starts = np.arange(visible.size - width + 1)
+    score = np.array([visible[s : s + width].sum() for s in starts]) * 1e6 - np.abs(
+        starts + width / 2 - centre
+    )
+    return int(starts[np.argmax(score)])
+
+
+def flat_model(
+    rng: np.random.Generator, plan: FaciesPlan, tops: np.ndarray, unit: np.ndarray, gx, gy, tau
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (uint8) and reflectivity (float32) of the flat grid."""
+    n = tops.shape[-1] - 1
+    top = np.take_along_axis(tops.astype(np.float32), unit, axis=-1)
+    thick = np.take_along_axis(tops.astype(np.float32), unit + np.uint8(1), axis=-1) - top
+    zeta = np.maximum(tau.astype(np.float32) - top, 0)
+    del top
+    labels = plan.labels(unit, zeta / thick)
+    run_top = np.ones(labels.shape, bool)
+    run_top[..., 1:] = labels[..., 1:] != labels[..., :-1]
+    refl = np.zeros(unit.shape, np.float32)
+    for f, (name, stream) in enumerate(zip(FACIES, rng.spawn(len(FACIES)), strict=True)):
+        idx = np.flatnonzero(labels == f)
+        if idx.size == 0:
+            continue
+        column, _ = np.divmod(idx, tau.size)
+        gi, gj = np.divmod(column, gy.size)
+        z, u = zeta.reshape(-1)[idx].astype(float), unit.reshape(-1)[idx].astype(np.intp)
+        voxels = FaciesVoxels(
+            gi=gi,
+            gj=gj,
+            zeta=z,
+            eta=z / thick.reshape(-1)[idx],
+            unit=u,
+            run_top=run_top.reshape(-1)[idx],
+            n_units=n,
+            grid_x=gx,
+            grid_y=gy,
+        )
+        refl.reshape(-1)[idx] = GENERATORS[name](stream, voxels)
+    return labels, refl
 
 
 @dataclass(frozen=True)
@@ -221,7 +320,7 @@ def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 7.0, tier: 
 
 def thin_bedded(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
     table = spike_table(rng, v.n_units, _length(v, 0.2 * _length(v)), (1.5, 3.2), (0.3, 0.7), alternate=True)
-    gain = rng.uniform(0.7, 1.2, v.n_units)[v.unit]
+    gain = rng.uniform(0.6, 1.05, v.n_units)[v.unit]
     stretch = 1.0 + 0.1 * _lateral(rng, v, 30.0)
     return sample_table(table, v.unit, v.zeta * stretch) * gain * (1.0 + 0.2 * _lateral(rng, v, 25.0))
 

@@ -6,10 +6,11 @@ plus planar faults, then convolution with a wavelet), built so that labels and a
 1. A stack of units in flat "geological time" coordinates ``(inline, crossline, tau)``. The main stack of
    ``n_units`` units fills ``tau`` in ``[0, n_samples)`` at every trace; unit thickness varies laterally
    (smooth random fields), and a unit thins but never vanishes. Extra units above and below fill the margin
-   that deformation pulls into view. Facies are assigned in a seeded order: the middle units hold one of
-   each facies (so every facies is visible everywhere), the others are drawn so facies repeat at different
-   depths and never within two units of themselves. Each facies fills its voxels with its own reflectivity
-   texture (:mod:`seismic.data.facies`).
+   that deformation pulls into view. Each unit has a primary facies in a seeded order and bodies of a
+   secondary facies (lateral facies change), so a facies occurs at many depths. Six consecutive units that
+   the deformation leaves visible in every inline and crossline hold one of each facies, so every facies is
+   present in any inline or crossline block; the others are balanced and never repeat within two units.
+   Each facies fills its voxels with its own reflectivity texture (:mod:`seismic.data.facies`).
 2. One deformation maps each output sample to a source point of the flat model: planar normal faults are
    undone youngest first (the hanging wall slid down-dip, vertical throw ``throw``), then folding, a vertical
    shift ``s = linear dip + (0.5 + t / n_samples) * sum of Gaussian bumps``. The reflectivity is sampled
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage, signal
 
-from seismic.data.facies import FACIES, GENERATORS, FaciesPlan, FaciesVoxels, smooth_fields
+from seismic.data.facies import FACIES, FaciesPlan, build_stack, flat_model, window_start
 from seismic.data.survey import Survey
 
 __all__ = ["FACIES", "GENERATOR_VERSION", "SyntheticSurveyConfig", "generate_survey", "ricker"]
@@ -42,7 +43,7 @@ _SLAB_VOXELS = 1 << 19  # output voxels deformed per pass: bounds the memory of 
 
 _INT_MIN = {"n_inlines": 1, "n_crosslines": 1, "n_samples": 1, "seed": 0, "n_units": len(FACIES)}
 _INT_MIN |= {"fold_bumps": 0, "n_faults": 0}
-_RANGES = ("fold_width", "fault_dip_deg", "fault_throw")
+_RANGES = ("fold_width", "facies_bodies", "fault_dip_deg", "fault_throw")
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,14 @@ class SyntheticSurveyConfig:
     n_samples: int = 256
     dt_ms: float = 4.0
     seed: int = 0
-    n_units: int = 12  # units of the main stack (>= number of facies; facies repeat)
+    n_units: int = 14  # units of the main stack (>= number of facies; facies repeat)
     thickness_variation: float = 0.4  # unit thickness varies laterally by up to +-this fraction
     thickness_correlation: float = 24.0  # lateral correlation length of the thickness fields, traces
     fold_bumps: int = 6  # Gaussian bumps of the fold shift field
-    fold_amplitude: float = 14.0  # largest bump height, samples (each bump is +-uniform up to this)
+    fold_amplitude: float = 18.0  # largest bump height, samples (each bump is +-uniform up to this)
     fold_width: tuple[float, float] = (12.0, 36.0)  # bump standard deviation, traces
     fold_dip: float = 0.05  # largest linear dip along each axis, samples per trace
+    facies_bodies: tuple[float, float] = (0.2, 0.5)  # share of a unit taken by secondary-facies bodies
     n_faults: int = 3
     fault_dip_deg: tuple[float, float] = (55.0, 75.0)
     fault_throw: tuple[float, float] = (4.0, 12.0)  # vertical throw, samples; normal faults
@@ -84,7 +86,10 @@ class SyntheticSurveyConfig:
             if getattr(self, name) < 0:
                 _bad(name, f"must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.thickness_variation <= 0.9:
-            _bad("thickness_variation", f"must be in [0, 0.9] so that no unit vanishes, got {self.thickness_variation}")
+            _bad(
+                "thickness_variation",
+                f"must be in [0, 0.9] so that no unit vanishes, got {self.thickness_variation}",
+            )
         if self.n_samples < 4 * self.n_units:
             _bad("n_units", f"is {self.n_units}: units must average >= 4 samples, so at most n_samples // 4")
         for name, (lo, hi) in ((n, getattr(self, n)) for n in _RANGES):
@@ -92,13 +97,17 @@ class SyntheticSurveyConfig:
                 _bad(name, f"must be (low, high) with low <= high, got {(lo, hi)}")
         if self.fold_width[0] <= 0:
             _bad("fold_width", f"must be > 0, got {self.fold_width}")
-        if not (15.0 <= self.fault_dip_deg[0] and self.fault_dip_deg[1] <= 90.0):
+        if not (self.fault_dip_deg[0] >= 15.0 and self.fault_dip_deg[1] <= 90.0):
             _bad("fault_dip_deg", f"must lie in [15, 90] degrees, got {self.fault_dip_deg}")
+        if not (self.facies_bodies[0] >= 0 and self.facies_bodies[1] <= 0.9):
+            _bad("facies_bodies", f"must lie in [0, 0.9], got {self.facies_bodies}")
         if self.fault_throw[0] < 0:
             _bad("fault_throw", f"must be >= 0 samples, got {self.fault_throw}")
         nyquist = 500.0 / self.dt_ms
         if self.wavelet_peak_hz >= nyquist / 2:
-            _bad("wavelet_peak_hz", f"{self.wavelet_peak_hz} Hz must be below half the Nyquist ({nyquist} Hz)")
+            _bad(
+                "wavelet_peak_hz", f"{self.wavelet_peak_hz} Hz must be below half the Nyquist ({nyquist} Hz)"
+            )
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> SyntheticSurveyConfig:
@@ -134,7 +143,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     return float(value)
 
 
-def ricker(peak_hz: float, dt_ms: float, phase_deg: float = 0.0, half_length: int | None = None) -> np.ndarray:
+def ricker(
+    peak_hz: float, dt_ms: float, phase_deg: float = 0.0, half_length: int | None = None
+) -> np.ndarray:
     """Ricker wavelet sampled every ``dt_ms``, centred in an odd-length array, rotated by ``phase_deg``.
 
     The rotation is ``w cos(phi) - H[w] sin(phi)`` with ``H`` the Hilbert transform (computed on a longer
@@ -210,10 +221,19 @@ def _draw_faults(c: SyntheticSurveyConfig, rng: np.random.Generator) -> list[_Fa
         dip = math.radians(rng.uniform(*c.fault_dip_deg))
         throw = rng.uniform(*c.fault_throw)
         azimuth = rng.uniform(0.0, 2.0 * math.pi)
-        origin = np.array([rng.uniform(0.2, 0.8) * c.n_inlines, rng.uniform(0.2, 0.8) * c.n_crosslines,
-                           rng.uniform(0.3, 0.7) * c.n_samples])
-        down_dip = np.array([math.cos(dip) * math.cos(azimuth), math.cos(dip) * math.sin(azimuth), math.sin(dip)])
-        normal = np.array([-math.sin(dip) * math.cos(azimuth), -math.sin(dip) * math.sin(azimuth), math.cos(dip)])
+        origin = np.array(
+            [
+                rng.uniform(0.2, 0.8) * c.n_inlines,
+                rng.uniform(0.2, 0.8) * c.n_crosslines,
+                rng.uniform(0.3, 0.7) * c.n_samples,
+            ]
+        )
+        down_dip = np.array(
+            [math.cos(dip) * math.cos(azimuth), math.cos(dip) * math.sin(azimuth), math.sin(dip)]
+        )
+        normal = np.array(
+            [-math.sin(dip) * math.cos(azimuth), -math.sin(dip) * math.sin(azimuth), math.cos(dip)]
+        )
         faults.append(_Fault(origin=origin, normal=normal, slip=down_dip * throw / math.sin(dip)))
     return faults
 
@@ -226,36 +246,6 @@ def _source(i, j, k, faults: Sequence[_Fault], fold: _Fold) -> tuple[np.ndarray,
     return i, j, k - fold.shift(i, j, k)
 
 
-def _stack(c: SyntheticSurveyConfig, rng: np.random.Generator, gx, gy, tau) -> tuple[np.ndarray, np.ndarray, int]:
-    """Unit boundaries ``[nx, ny, n + 1]`` (top first), unit index of the flat grid, and the index of the
-    first main-stack unit. The main stack fills ``tau`` in ``[0, n_samples)``; extra units above and below."""
-    mean_h, v = c.n_samples / c.n_units, c.thickness_variation
-    n_above = math.ceil(max(0.0, -tau[0]) / (mean_h * (1 - v))) + 1
-    n_below = math.ceil(max(0.0, tau[-1] - c.n_samples) / (mean_h * (1 - v))) + 1
-    n = n_above + c.n_units + n_below
-    h = mean_h * (1.0 + v * smooth_fields(rng, n, c.thickness_correlation, gx, gy))
-    main = h[n_above : n_above + c.n_units]
-    main *= c.n_samples / main.sum(axis=0)
-    tops = np.concatenate([-np.cumsum(h[:n_above][::-1], axis=0)[::-1], np.zeros_like(h[:1]),
-                           np.cumsum(main, axis=0), c.n_samples + np.cumsum(h[n_above + c.n_units :], axis=0)])
-    tops = np.ascontiguousarray(np.moveaxis(tops, 0, -1))
-    # unit index = number of inner boundaries at or above tau: +1 at each boundary's first sample, cumsum
-    first = np.clip(np.ceil(tops[:, :, 1:n] - tau[0]).astype(np.intp), 0, tau.size)
-    step = np.zeros((gx.size, gy.size, tau.size + 1), np.uint8)
-    lat = np.indices((gx.size, gy.size))[..., None]
-    np.add.at(step, (lat[0], lat[1], first), 1)
-    return tops, np.cumsum(step[..., :-1], axis=-1, dtype=np.uint8), n_above
-
-
-def _window_start(visible: np.ndarray, centre: float) -> int:
-    """Start of the ``len(FACIES)`` consecutive units that are visible in every inline and crossline (or the
-    most of them) and lie nearest ``centre``: those units hold one of each facies."""
-    width = len(FACIES)
-    starts = np.arange(visible.size - width + 1)
-    score = np.array([visible[s : s + width].sum() for s in starts]) * 1e6 - np.abs(starts + width / 2 - centre)
-    return int(starts[np.argmax(score)])
-
-
 def _everywhere(volume: np.ndarray, n: int) -> np.ndarray:
     """Which of the values ``0..n-1`` occur in every inline and in every crossline of ``volume``."""
     by_il = np.zeros((volume.shape[0], n), bool)
@@ -265,46 +255,28 @@ def _everywhere(volume: np.ndarray, n: int) -> np.ndarray:
     return by_il.all(axis=0) & by_xl.all(axis=0)
 
 
-def _flat_model(rng: np.random.Generator, plan: FaciesPlan, tops, unit, gx, gy, tau) -> tuple[np.ndarray, ...]:
-    """Labels (uint8) and reflectivity (float32) of the flat grid."""
-    n = tops.shape[-1] - 1
-    top = np.take_along_axis(tops.astype(np.float32), unit, axis=-1)
-    thick = np.take_along_axis(tops.astype(np.float32), unit + np.uint8(1), axis=-1) - top
-    zeta = np.maximum(tau.astype(np.float32) - top, 0)
-    del top
-    labels = plan.labels(unit, zeta / thick)
-    run_top = np.ones(labels.shape, bool)
-    run_top[..., 1:] = labels[..., 1:] != labels[..., :-1]
-    refl = np.zeros(unit.shape, np.float32)
-    for f, (name, stream) in enumerate(zip(FACIES, rng.spawn(len(FACIES)), strict=True)):
-        idx = np.flatnonzero(labels == f)
-        if idx.size == 0:
-            continue
-        column, _ = np.divmod(idx, tau.size)
-        gi, gj = np.divmod(column, gy.size)
-        z, u = zeta.reshape(-1)[idx].astype(float), unit.reshape(-1)[idx].astype(np.intp)
-        voxels = FaciesVoxels(gi=gi, gj=gj, zeta=z, eta=z / thick.reshape(-1)[idx], unit=u,
-                              run_top=run_top.reshape(-1)[idx], n_units=n, grid_x=gx, grid_y=gy)
-        refl.reshape(-1)[idx] = GENERATORS[name](stream, voxels)
-    return labels, refl
-
-
 def _coordinates(c: SyntheticSurveyConfig, fold: _Fold, faults, half: int, origin) -> list[np.ndarray]:
     """Flat-grid coordinates of every output sample (time axis padded by ``half``), one slab of inlines at
     a time; float32 to keep the memory modest."""
     slabs = []
     step = max(1, _SLAB_VOXELS // (c.n_crosslines * (c.n_samples + 2 * half)))
     for start in range(0, c.n_inlines, step):
-        i, j, k = np.meshgrid(np.arange(start, min(start + step, c.n_inlines), dtype=float),
-                              np.arange(c.n_crosslines, dtype=float), np.arange(-half, c.n_samples + half,
-                              dtype=float), indexing="ij")
+        i, j, k = np.meshgrid(
+            np.arange(start, min(start + step, c.n_inlines), dtype=float),
+            np.arange(c.n_crosslines, dtype=float),
+            np.arange(-half, c.n_samples + half, dtype=float),
+            indexing="ij",
+        )
         slabs.append((np.stack(_source(i, j, k, faults, fold)) - origin).astype(np.float32))
     return slabs
 
 
 def _sample(volume: np.ndarray, order: int, slabs: list[np.ndarray]) -> np.ndarray:
     """The flat ``volume`` at the output coordinates: linear (order 1) or nearest (order 0) interpolation."""
-    out = [ndimage.map_coordinates(volume, xyz, output=volume.dtype, order=order, mode="nearest") for xyz in slabs]
+    out = [
+        ndimage.map_coordinates(volume, xyz, output=volume.dtype, order=order, mode="nearest")
+        for xyz in slabs
+    ]
     return np.concatenate(out, axis=0)
 
 
@@ -329,26 +301,36 @@ def _synthesize(c: SyntheticSurveyConfig, *, fault_labels: bool = True) -> _Part
     # Flat grid covering every source point: lateral margin = total heave, vertical = worst shift.
     heave = sum(float(np.hypot(*f.slip[:2])) for f in faults)
     pad = math.ceil(heave) + 2
-    gx, gy = np.arange(-pad, c.n_inlines + pad, dtype=float), np.arange(-pad, c.n_crosslines + pad, dtype=float)
+    gx, gy = (
+        np.arange(-pad, c.n_inlines + pad, dtype=float),
+        np.arange(-pad, c.n_crosslines + pad, dtype=float),
+    )
     lat_i, lat_j = np.meshgrid(gx, gy, indexing="ij", sparse=True)
-    worst = float(np.abs(fold.linear(lat_i, lat_j)).max() + (1.5 + half / c.n_samples) * np.abs(
-        fold.bumps(lat_i, lat_j)).max() + sum(float(f.slip[2]) for f in faults))
+    worst = float(
+        np.abs(fold.linear(lat_i, lat_j)).max()
+        + (1.5 + half / c.n_samples) * np.abs(fold.bumps(lat_i, lat_j)).max()
+        + sum(float(f.slip[2]) for f in faults)
+    )
     tau = np.arange(math.floor(-half - worst) - 2, math.ceil(c.n_samples + half + worst) + 3, dtype=float)
     origin = np.array([gx[0], gy[0], tau[0]])[:, None, None, None]
     stack_rng, plan_rng, facies_rng = model_rng.spawn(3)
-    tops, unit, n_above = _stack(c, stack_rng, gx, gy, tau)
+    tops, unit, n_above = build_stack(
+        stack_rng, c.n_samples, c.n_units, c.thickness_variation, c.thickness_correlation, gx, gy, tau
+    )
     keep = slice(half, half + c.n_samples)
     coords = _coordinates(c, fold, faults, half, origin)
     unit_out = _sample(unit, 0, coords)
-    start = _window_start(_everywhere(unit_out[..., keep], tops.shape[-1] - 1), n_above + c.n_units / 2)
-    plan = FaciesPlan.draw(plan_rng, tops.shape[-1] - 1, start, gx, gy)
+    start = window_start(_everywhere(unit_out[..., keep], tops.shape[-1] - 1), n_above + c.n_units / 2)
+    plan = FaciesPlan.draw(plan_rng, tops.shape[-1] - 1, start, gx, gy, c.facies_bodies)
     for attempt in range(2):  # rare: bodies hid a facies from some inline/crossline; then drop the window's
-        flat_labels, flat_refl = _flat_model(facies_rng.spawn(1)[0], plan, tops, unit, gx, gy, tau)
-        refl = _sample(flat_refl, 1, coords)
-        labels = _sample(flat_labels, 0, coords if fault_labels else _coordinates(c, fold, (), half, origin))
+        flat_labels, flat_refl = flat_model(facies_rng.spawn(1)[0], plan, tops, unit, gx, gy, tau)
+        labels = _sample(flat_labels, 0, coords)
         if attempt or _everywhere(labels[..., keep], len(FACIES)).all():
             break
         plan = plan.without_bodies(np.arange(start, start + len(FACIES)))
+    refl = _sample(flat_refl, 1, coords)
+    if not fault_labels:
+        labels = _sample(flat_labels, 0, _coordinates(c, fold, (), half, origin))
 
     clean = ndimage.convolve1d(refl, wavelet, axis=-1, mode="constant")[..., keep]
     scale = float(np.sqrt(np.mean(np.square(clean, dtype=np.float64))))
@@ -360,8 +342,14 @@ def _synthesize(c: SyntheticSurveyConfig, *, fault_labels: bool = True) -> _Part
         noise_rms = float(np.sqrt(np.mean(np.square(noise, dtype=np.float64))))
         signal_rms = float(np.sqrt(np.mean(np.square(clean, dtype=np.float64))))
         amplitudes += noise * np.float32(signal_rms * 10.0 ** (-c.snr_db / 20.0) / noise_rms)
-    return _Parts(reflectivity=refl[..., keep], labels=labels[..., keep], clean=clean,
-                  amplitudes=amplitudes, faults=faults, fold=fold)
+    return _Parts(
+        reflectivity=refl[..., keep],
+        labels=labels[..., keep],
+        clean=clean,
+        amplitudes=amplitudes,
+        faults=faults,
+        fold=fold,
+    )
 
 
 def generate_survey(config: SyntheticSurveyConfig | None = None) -> Survey:

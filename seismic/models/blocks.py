@@ -77,7 +77,7 @@ class ConvNormAct(nn.Sequential):
 
 
 class Stage(nn.Module):
-    """Two convs, the first with ``stride``; with ``residual`` a (projected) shortcut is added before the ReLU."""
+    """Two convs, the first with ``stride``; ``residual`` adds a (projected) shortcut before the last ReLU."""
 
     def __init__(
         self,
@@ -145,7 +145,9 @@ class ConvClassifier(nn.Module):
             raise ValueError(f"ndim must be 1 or 2, got {ndim}")
         kernel = as_tuple(kernel_size, ndim, "kernel_size")
         if any(k < 1 or k % 2 == 0 for k in kernel):
-            raise ValueError(f"kernel_size must be odd (it keeps the window centre in place), got {kernel_size!r}")
+            raise ValueError(
+                f"kernel_size must be odd (it keeps the window centre in place), got {kernel_size!r}"
+            )
         for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")

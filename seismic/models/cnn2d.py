@@ -17,9 +17,9 @@ class CNN2D(ConvClassifier):
     Input ``[B, in_channels, W, T]`` with the labelled sample at ``(W // 2, T // 2)``; output
     ``(logits, embedding)``. ``kernel_size`` is one odd int or ``(k_trace, k_time)``.
 
-    With ``channels_last`` (default) the module converts its own weights at construction and its input at the
-    start of ``forward``, so callers (the task, the exporter) pass ordinary contiguous tensors. The conversion is
-    a layout change only: it is a no-op in an exported ONNX graph.
+    With ``channels_last`` (default) the module converts its own weights at construction and its input at
+    the start of ``forward``, so callers (the task, the exporter) pass ordinary contiguous tensors. The
+    conversion is a layout change only: it is a no-op in an exported ONNX graph.
     """
 
     def __init__(

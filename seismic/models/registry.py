@@ -59,7 +59,8 @@ def register_model(name: str) -> Callable[[M], M]:
         existing = _REGISTRY.get(name)
         if existing is not None and existing is not cls:
             raise ValueError(
-                f"register_model: {name!r} is already registered to {existing.__module__}.{existing.__qualname__}"
+                f"register_model: {name!r} is already registered to "
+                f"{existing.__module__}.{existing.__qualname__}"
             )
         _REGISTRY[name] = cls
         return cls
@@ -107,9 +108,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         raise ModelConfigError(
             f"model {name!r} got unknown argument(s) {unknown}; it accepts {sorted(named)}"
         )
-    missing = sorted(
-        k for k, p in named.items() if p.default is inspect.Parameter.empty and k not in kwargs
-    )
+    missing = sorted(k for k, p in named.items() if p.default is inspect.Parameter.empty and k not in kwargs)
     if missing:
         raise ModelConfigError(f"model {name!r} is missing required argument(s) {missing}")
     return cls(**kwargs)

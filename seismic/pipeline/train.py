@@ -1,0 +1,210 @@
+"""``train(cfg)``: data -> task -> Lightning fit/test -> MLflow record. ``scripts/train.py`` is a thin wrapper.
+
+Everything is built from the composed config; the network itself is built inside the task from a name and
+plain keyword arguments, so checkpoints reload (and export) without Hydra.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
+from omegaconf import DictConfig, OmegaConf
+
+from seismic.data.datamodule import SeismicDataModule
+from seismic.data.survey import Survey
+from seismic.data.windows import extract_windows
+from seismic.pipeline.plots import confusion_matrix_figure, section_figure
+from seismic.pipeline.tracking import RunRecorder, check_tracking_uri, flatten, git_commit, save_figure
+from seismic.tasks.classification import FaciesClassificationTask
+
+log = logging.getLogger(__name__)
+
+TASK_KEYS = ("name", "optimizer", "scheduler", "loss")
+
+
+def container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def check_trainer_keys(trainer_cfg: dict[str, Any]) -> None:
+    accepted = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    unknown = sorted(set(trainer_cfg) - accepted)
+    if unknown:
+        raise ValueError(f"trainer: unknown key(s) {unknown} for lightning.Trainer {L.__version__}")
+
+
+def build_datamodule(cfg: DictConfig) -> SeismicDataModule:
+    return SeismicDataModule(**container(cfg.data))
+
+
+def build_task(cfg: DictConfig, dm: SeismicDataModule) -> FaciesClassificationTask:
+    model = container(cfg.model)
+    loss = model.get("loss") or {}
+    return FaciesClassificationTask(
+        model=model["name"],
+        model_kwargs={k: v for k, v in model.items() if k not in TASK_KEYS},
+        num_classes=len(dm.class_names),
+        class_names=list(dm.class_names),
+        class_weights=loss.get("class_weights"),
+        label_smoothing=float(loss.get("label_smoothing", 0.0)),
+        optimizer=model.get("optimizer") or {},
+        scheduler=model.get("scheduler"),
+        metadata=data_metadata(dm),
+    )
+
+
+def data_metadata(dm: SeismicDataModule) -> dict[str, Any]:
+    """What an exported model must carry to be fed correctly: window, scaling, dt, classes, data identity."""
+    return {
+        "window": dm.window.to_dict(),
+        "normalisation": dm.normalisation.to_dict(),
+        "dt_ms": float(dm.meta["dt_ms"]),
+        "class_names": list(dm.class_names),
+        "data_hash": dm.data_hash,
+        "provenance": dm.meta.get("provenance", {}),
+        "split": dm.split.to_dict(),
+    }
+
+
+def build_loggers(cfg: DictConfig, run_name: str) -> list[Any]:
+    loggers = []
+    for name, node in (cfg.logger or {}).items():
+        if node is None:
+            continue
+        options = container(node)
+        if "MLFlowLogger" in options.get("_target_", ""):
+            check_tracking_uri(options["tracking_uri"])
+            options["run_name"] = options.get("run_name") or run_name
+            options["tags"] = {**{str(k): str(v) for k, v in (container(cfg.tags) or {}).items()},
+                               **sweep_tags()}
+        log.debug("logger %s: %s", name, options)
+        loggers.append(instantiate(options))
+    return loggers
+
+
+def sweep_tags() -> dict[str, str]:
+    if not HydraConfig.initialized():
+        return {}
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return {}
+    return {"sweep": str(hc.sweep.dir), "sweep_job": str(hc.job.num),
+            "sweep_overrides": " ".join(hc.overrides.task)}
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, test and record one run; returns scalar metrics (``val/*`` best and last, ``test/*``)."""
+    logging.getLogger("seismic").setLevel(cfg.env.log_level)
+    trainer_options = container(cfg.trainer)
+    check_trainer_keys(trainer_options)
+    run_name = cfg.run_name or f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    loggers = build_loggers(cfg, run_name)
+    L.seed_everything(cfg.seed, workers=True)
+
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    task = build_task(cfg, dm)
+    callbacks = [instantiate(node) for node in (cfg.callbacks or {}).values() if node is not None]
+    trainer = L.Trainer(**trainer_options, callbacks=callbacks, logger=loggers or False,
+                        default_root_dir=cfg.paths.output_dir)
+    mlflow = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
+    recorder = RunRecorder(mlflow) if mlflow is not None and trainer.is_global_zero else None
+    if recorder:
+        record_context(recorder, cfg, dm)
+
+    metrics: dict[str, float] = {}
+    if cfg.train:
+        trainer.fit(task, datamodule=dm, ckpt_path=cfg.ckpt_path)
+        metrics.update(scalars(trainer.callback_metrics))
+        best = best_checkpoint(trainer)
+        if best is not None and best.best_model_score is not None:
+            metrics[f"{best.monitor}_best"] = float(best.best_model_score)
+    if cfg.test:
+        best = best_checkpoint(trainer)
+        ckpt = "best" if cfg.train and best is not None and best.best_model_path else cfg.ckpt_path
+        trainer.test(task, datamodule=dm, ckpt_path=ckpt)
+        metrics.update({k: v for k, v in scalars(trainer.callback_metrics).items() if k.startswith("test/")})
+        if trainer.is_global_zero:
+            record_figures(recorder, cfg, dm, task)
+    if recorder:
+        recorder.metrics({k.replace("/", "_") + "_final": v for k, v in metrics.items() if k.startswith("test/")})
+    return metrics
+
+
+def scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, torch.Tensor | float | int) and np.ndim(v) == 0}
+
+
+def best_checkpoint(trainer: L.Trainer) -> ModelCheckpoint | None:
+    return trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
+
+
+def record_context(recorder: RunRecorder, cfg: DictConfig, dm: SeismicDataModule) -> None:
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    recorder.params(flatten({k: v for k, v in resolved.items() if k not in ("callbacks", "logger", "paths")}))
+    recorder.text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+    recorder.json(dm.meta.get("provenance", {}), "data/provenance.json")
+    recorder.tags({
+        "git_commit": git_commit(Path(__file__).resolve().parents[2]),
+        "data_hash": dm.data_hash,
+        "data_source": cfg.data.source,
+        "model": cfg.model.name,
+        "env": cfg.env.name,
+    })
+
+
+def record_figures(recorder: RunRecorder | None, cfg: DictConfig, dm: SeismicDataModule,
+                   task: FaciesClassificationTask) -> None:
+    out = Path(cfg.paths.output_dir) / "figures"
+    confusion = getattr(task, "test_confusion", None)
+    if confusion is not None:
+        fig = confusion_matrix_figure(confusion, dm.class_names)
+        save_figure(fig, out, "confusion_matrix.png")
+        if recorder:
+            recorder.figure(fig, "figures/confusion_matrix.png")
+            recorder.json({"class_names": list(dm.class_names), "matrix": np.asarray(confusion).tolist()},
+                          "figures/confusion_matrix.json")
+    if cfg.section_plot:
+        amplitudes, truth, predicted, inline = predict_test_section(dm, task)
+        fig = section_figure(amplitudes, truth, predicted, dm.class_names, float(dm.meta["dt_ms"]),
+                             f"held-out inline {inline} ({cfg.model.name})")
+        save_figure(fig, out, "test_section.png")
+        if recorder:
+            recorder.figure(fig, "figures/test_section.png")
+
+
+@torch.no_grad()
+def predict_test_section(
+    dm: SeismicDataModule, task: FaciesClassificationTask, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Classify every sample of the middle inline of the test block (windows read only the test block)."""
+    survey = Survey.load(dm.survey_dir, mmap=True)
+    lo, hi = dm.blocks["test"]
+    block = survey.amplitudes[lo:hi]
+    local = (hi - lo) // 2
+    n_xl, n_t = block.shape[1:]
+    xl, t = (a.ravel() for a in np.meshgrid(np.arange(n_xl), np.arange(n_t), indexing="ij"))
+    il = np.full_like(xl, local)
+    net = task.net.eval()
+    device = next(net.parameters()).device
+    predicted = np.empty(xl.size, dtype=np.int64)
+    for start in range(0, xl.size, batch_size):
+        s = slice(start, start + batch_size)
+        windows = dm.normalisation.apply(extract_windows(block, il[s], xl[s], t[s], dm.window))
+        logits, _ = net(torch.from_numpy(windows).to(device))
+        predicted[s] = logits.argmax(dim=1).cpu().numpy()
+    return (np.asarray(block[local]), np.asarray(survey.labels[lo + local]), predicted.reshape(n_xl, n_t),
+            int(survey.inlines[lo + local]))

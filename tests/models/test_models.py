@@ -1,0 +1,270 @@
+"""Contract tests run over every registered model (a newly registered model gets them automatically)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from seismic.models import (
+    CNN1D,
+    CNN2D,
+    NORMS,
+    POOLS,
+    FaciesNet,
+    ModelConfigError,
+    build_model,
+    get_model_class,
+    list_models,
+    model_defaults,
+    register_model,
+)
+from seismic.models.blocks import centre_slice
+from seismic.models.registry import _REGISTRY
+
+MODELS = list_models()
+NUM_CLASSES = 5
+T, W = 64, 16
+
+
+def make(name: str, **kwargs) -> nn.Module:
+    torch.manual_seed(0)
+    return build_model(name, num_classes=NUM_CLASSES, **kwargs)
+
+
+def example(model: nn.Module, batch: int, seed: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    spatial = (T,) if model.input_ndim == 1 else (W, T)
+    return torch.randn(batch, model.in_channels, *spatial, generator=gen)
+
+
+def test_builtin_models_registered():
+    assert {"cnn1d", "cnn2d"} <= set(MODELS)
+    assert get_model_class("cnn1d") is CNN1D
+    assert get_model_class("cnn2d") is CNN2D
+    assert model_defaults("cnn2d")["channels_last"] is True
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_contract_attributes(name):
+    model = make(name)
+    assert isinstance(model, FaciesNet)
+    assert model.num_classes == NUM_CLASSES
+    assert model.input_ndim in (1, 2)
+    assert model.embedding_dim >= 1
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+@pytest.mark.parametrize("name", MODELS)
+def test_output_shapes(name, batch):
+    model = make(name).eval()
+    with torch.no_grad():
+        logits, embedding = model(example(model, batch))
+    assert logits.shape == (batch, NUM_CLASSES)
+    assert embedding.shape == (batch, model.embedding_dim)
+    assert torch.isfinite(logits).all() and torch.isfinite(embedding).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_train_mode_batch(name):
+    model = make(name).train()
+    logits, embedding = model(example(model, 7))
+    assert logits.shape == (7, NUM_CLASSES) and embedding.shape == (7, model.embedding_dim)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_embedding_dim_as_declared(name):
+    model = make(name, embedding_dim=24).eval()
+    assert model.embedding_dim == 24
+    assert model(example(model, 3))[1].shape == (3, 24)
+    bare = make(name, embedding_dim=None).eval()
+    assert bare(example(bare, 3))[1].shape == (3, bare.embedding_dim)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_gradients_reach_every_parameter(name):
+    model = make(name).train()
+    x = example(model, 8)
+    y = torch.arange(8) % NUM_CLASSES
+    logits, _ = model(x)
+    nn.functional.cross_entropy(logits, y).backward()
+    for pname, param in model.named_parameters():
+        assert param.grad is not None, f"{name}: no gradient for {pname}"
+        assert torch.isfinite(param.grad).all(), f"{name}: non-finite gradient for {pname}"
+        assert param.grad.abs().sum() > 0, f"{name}: zero gradient for {pname}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_eval_deterministic_and_batch_independent(name):
+    model = make(name).eval()
+    x = example(model, 7)
+    with torch.no_grad():
+        a_logits, a_emb = model(x)
+        b_logits, b_emb = model(x)
+        one_logits, one_emb = model(x[2:3])
+    assert torch.equal(a_logits, b_logits) and torch.equal(a_emb, b_emb)
+    torch.testing.assert_close(one_logits, a_logits[2:3], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(one_emb, a_emb[2:3], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bf16_autocast(name):
+    model = make(name).train()
+    x = example(model, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, embedding = model(x)
+        loss = nn.functional.cross_entropy(logits, torch.arange(6) % NUM_CLASSES)
+    assert logits.dtype == torch.bfloat16
+    assert torch.isfinite(logits.float()).all() and torch.isfinite(embedding.float()).all()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_torch_export_dynamic_batch(name):
+    """The graph the ONNX exporter starts from: no data-dependent control flow, a symbolic batch axis."""
+    model = make(name).eval()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(model, (example(model, 4),), dynamic_shapes=({0: batch},))
+    exported = program.module()
+    for size in (1, 9):
+        x = example(model, size, seed=size)
+        with torch.no_grad():
+            want = model(x)
+            got = exported(x)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_onnx_export_dynamic_batch(name, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    model = make(name).eval()
+    path = tmp_path / f"{name}.onnx"
+    torch.onnx.export(
+        model,
+        (example(model, 2),),
+        path,
+        input_names=["x"],
+        output_names=["logits", "embedding"],
+        opset_version=17,
+        dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
+    )
+    graph = onnx.load(str(path))
+    onnx.checker.check_model(graph)
+    batch_dim = graph.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param, "the batch axis of the exported input must be symbolic"
+
+
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("name", ["cnn1d", "cnn2d"])
+def test_norm_and_pool_variants(name, norm, pool):
+    model = make(name, norm=norm, pool=pool, width=8, depth=2, centre_size=3).train()
+    logits, embedding = model(example(model, 3))
+    assert logits.shape == (3, NUM_CLASSES) and embedding.shape == (3, model.embedding_dim)
+
+
+@pytest.mark.parametrize("name", ["cnn1d", "cnn2d"])
+def test_odd_sizes_and_no_residual(name):
+    model = make(name, residual=False, depth=4, kernel_size=3).eval()
+    spatial = (37,) if model.input_ndim == 1 else (5, 37)
+    logits, _ = model(torch.randn(2, 1, *spatial))
+    assert logits.shape == (2, NUM_CLASSES)
+
+
+def test_cnn2d_channels_last():
+    model = make("cnn2d")
+    conv = model.stages[0].conv1[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert model.features(example(model, 2)).is_contiguous(memory_format=torch.channels_last)
+    plain = make("cnn2d", channels_last=False)
+    plain.load_state_dict(model.state_dict())
+    assert plain.stages[0].conv1[0].weight.is_contiguous()
+    model.eval()
+    plain.eval()
+    x = example(model, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[0], plain(x)[0], rtol=1e-4, atol=1e-5)
+    assert make("cnn2d", kernel_size=(3, 5)).stem[0].kernel_size == (3, 5)
+
+
+def test_centre_slice_picks_the_centre():
+    x = torch.arange(8.0).view(1, 1, 8)
+    assert centre_slice(x, 2, 1).flatten().tolist() == [4.0]
+    assert centre_slice(x, 2, 3).flatten().tolist() == [3.0, 4.0, 5.0]
+    assert centre_slice(x, 2, 20).flatten().tolist() == list(range(8))
+    assert centre_slice(torch.arange(2.0).view(1, 1, 2), 2, 1).flatten().tolist() == [1.0]
+
+
+def test_centre_pooling_reads_the_centre_of_the_window():
+    """A centre-pooled embedding responds to a spike at the window centre far more than to one at an edge."""
+    model = make("cnn1d", pool="centre", embedding_dim=None).eval()
+    base = torch.zeros(1, 1, T)
+    responses = []
+    for position in (T // 2, 2):
+        x = base.clone()
+        x[..., position] = 5.0
+        with torch.no_grad():
+            responses.append((model(x)[1] - model(base)[1]).abs().sum().item())
+    assert responses[0] > 2 * responses[1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kernel_size": 4}, "odd"),
+        ({"norm": "layer"}, "norm"),
+        ({"pool": "max"}, "pool"),
+        ({"depth": -1}, "depth"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"embedding_dim": 0}, "embedding_dim"),
+        ({"width": 0}, "width"),
+    ],
+)
+def test_bad_values_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_model("cnn1d", **kwargs)
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(ValueError, match="unknown model 'resnet999'") as info:
+        build_model("resnet999")
+    for name in MODELS:
+        assert name in str(info.value)
+
+
+def test_unknown_kwarg_names_kwarg_and_model():
+    with pytest.raises(TypeError, match=r"'cnn2d'.*\['widht'\]"):
+        build_model("cnn2d", widht=8)
+    with pytest.raises(ValueError, match="widht"):  # also catchable as ValueError (config errors)
+        build_model("cnn2d", widht=8)
+    assert issubclass(ModelConfigError, TypeError) and issubclass(ModelConfigError, ValueError)
+
+
+def test_register_new_model_and_reject_duplicates():
+    @register_model("_test_linear")
+    class Linear(nn.Module):
+        input_ndim = 1
+
+        def __init__(self, num_classes: int = 3, in_channels: int = 1, length: int = T) -> None:
+            super().__init__()
+            self.num_classes, self.in_channels, self.embedding_dim = num_classes, in_channels, 4
+            self.embed = nn.Linear(in_channels * length, 4)
+            self.head = nn.Linear(4, num_classes)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            e = self.embed(x.flatten(1))
+            return self.head(e), e
+
+    try:
+        assert "_test_linear" in list_models()
+        assert isinstance(build_model("_test_linear", num_classes=4), Linear)
+        with pytest.raises(ValueError, match="already registered"):
+            register_model("_test_linear")(CNN1D)
+        with pytest.raises(TypeError, match="nn.Module"):
+            register_model("_test_other")(object)
+    finally:
+        _REGISTRY.pop("_test_linear", None)
+    assert "_test_linear" not in list_models()
