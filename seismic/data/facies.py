@@ -282,14 +282,14 @@ def transparent(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
     return gain * (0.8 * layered + 0.6 * rng.normal(size=v.zeta.shape))
 
 
-def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 7.0, tier: float = 8.0) -> np.ndarray:
+def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 5.0, tier: float = 6.0) -> np.ndarray:
     """Cells (jittered-lattice Voronoi, redrawn every ``tier`` samples) each holding reflector segments of one
     random dip, offset and strength: short, discontinuous reflections."""
     n_tiers = int(float(v.zeta.max(initial=0.0)) // tier) + 3
     na, nb = int(np.ptp(v.grid_x) / cell) + 2, int(np.ptp(v.grid_y) / cell) + 2
     shape = (v.n_units, n_tiers, na, nb)
     seed_xy = rng.uniform(0.0, cell, size=(2, *shape)).reshape(2, -1)
-    dip = rng.uniform(-0.8, 0.8, size=(2, *shape)).reshape(2, -1)
+    dip = rng.uniform(-1.2, 1.2, size=(2, *shape)).reshape(2, -1)
     offset = rng.uniform(20.0, 40.0, shape).reshape(-1)
     size = (rng.uniform(0.45, 1.25, shape) * rng.uniform(0.7, 1.2, shape)).reshape(-1)
     table = spike_table(rng, v.n_units, _length(v, 60.0), (3.0, 7.0), (0.4, 1.0))
@@ -335,7 +335,7 @@ def clinoform(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
     n = v.n_units
     azimuth = rng.uniform(0.0, 2.0 * np.pi, n)[v.unit]
     width = rng.uniform(5.0, 10.0, n)[v.unit]
-    wavelength = rng.uniform(6.0, 10.0, n)[v.unit]
+    wavelength = rng.uniform(8.0, 14.0, n)[v.unit]
     bend = rng.uniform(-0.01, 0.01, n)[v.unit]
     phase = rng.uniform(0.0, 2.0 * np.pi, n)[v.unit]
     gain = rng.uniform(0.15, 0.3, n)[v.unit]
@@ -344,7 +344,7 @@ def clinoform(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
     across = -x * np.sin(azimuth) + y * np.cos(azimuth)
     eta = 0.1 + 0.8 * np.clip(v.eta, 0.0, 1.0)
     q = along + bend * across**2 - width * np.log(eta / (1.0 - eta))
-    taper = np.sqrt(np.sin(np.pi * np.clip(v.eta, 0.0, 1.0)))
+    taper = np.sin(np.pi * np.clip(v.eta, 0.0, 1.0))
     return gain * taper * np.cos(2.0 * np.pi * q / wavelength + phase)
 
 

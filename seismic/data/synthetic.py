@@ -255,9 +255,9 @@ def _everywhere(volume: np.ndarray, n: int) -> np.ndarray:
     return by_il.all(axis=0) & by_xl.all(axis=0)
 
 
-def _coordinates(c: SyntheticSurveyConfig, fold: _Fold, faults, half: int, origin) -> list[np.ndarray]:
-    """Flat-grid coordinates of every output sample (time axis padded by ``half``), one slab of inlines at
-    a time; float32 to keep the memory modest."""
+def _coordinates(c: SyntheticSurveyConfig, fold: _Fold, faults, half: int) -> list[np.ndarray]:
+    """Flat-model coordinates ``[3, ...]`` of every output sample (time axis padded by ``half``), one slab
+    of inlines at a time; float32 to keep the memory modest."""
     slabs = []
     step = max(1, _SLAB_VOXELS // (c.n_crosslines * (c.n_samples + 2 * half)))
     for start in range(0, c.n_inlines, step):
@@ -267,7 +267,7 @@ def _coordinates(c: SyntheticSurveyConfig, fold: _Fold, faults, half: int, origi
             np.arange(-half, c.n_samples + half, dtype=float),
             indexing="ij",
         )
-        slabs.append((np.stack(_source(i, j, k, faults, fold)) - origin).astype(np.float32))
+        slabs.append(np.stack(_source(i, j, k, faults, fold)).astype(np.float32))
     return slabs
 
 
@@ -298,27 +298,21 @@ def _synthesize(c: SyntheticSurveyConfig, *, fault_labels: bool = True) -> _Part
     wavelet = ricker(c.wavelet_peak_hz, c.dt_ms, c.wavelet_phase_deg)
     half = wavelet.size // 2
     fold, faults = _draw_fold(c, fold_rng), _draw_faults(c, fault_rng)
-    # Flat grid covering every source point: lateral margin = total heave, vertical = worst shift.
-    heave = sum(float(np.hypot(*f.slip[:2])) for f in faults)
-    pad = math.ceil(heave) + 2
-    gx, gy = (
-        np.arange(-pad, c.n_inlines + pad, dtype=float),
-        np.arange(-pad, c.n_crosslines + pad, dtype=float),
+    # Source point of every output sample, then the flat grid that just covers them all (plus a margin).
+    coords = _coordinates(c, fold, faults, half)
+    lo = np.min([xyz.reshape(3, -1).min(axis=1) for xyz in coords], axis=0)
+    hi = np.max([xyz.reshape(3, -1).max(axis=1) for xyz in coords], axis=0)
+    gx, gy, tau = (
+        np.arange(math.floor(a) - 2, math.ceil(b) + 3, dtype=float) for a, b in zip(lo, hi, strict=True)
     )
-    lat_i, lat_j = np.meshgrid(gx, gy, indexing="ij", sparse=True)
-    worst = float(
-        np.abs(fold.linear(lat_i, lat_j)).max()
-        + (1.5 + half / c.n_samples) * np.abs(fold.bumps(lat_i, lat_j)).max()
-        + sum(float(f.slip[2]) for f in faults)
-    )
-    tau = np.arange(math.floor(-half - worst) - 2, math.ceil(c.n_samples + half + worst) + 3, dtype=float)
-    origin = np.array([gx[0], gy[0], tau[0]])[:, None, None, None]
+    origin = np.array([gx[0], gy[0], tau[0]], np.float32)[:, None, None, None]
+    for xyz in coords:
+        xyz -= origin
     stack_rng, plan_rng, facies_rng = model_rng.spawn(3)
     tops, unit, n_above = build_stack(
         stack_rng, c.n_samples, c.n_units, c.thickness_variation, c.thickness_correlation, gx, gy, tau
     )
     keep = slice(half, half + c.n_samples)
-    coords = _coordinates(c, fold, faults, half, origin)
     unit_out = _sample(unit, 0, coords)
     start = window_start(_everywhere(unit_out[..., keep], tops.shape[-1] - 1), n_above + c.n_units / 2)
     plan = FaciesPlan.draw(plan_rng, tops.shape[-1] - 1, start, gx, gy, c.facies_bodies)
@@ -330,7 +324,7 @@ def _synthesize(c: SyntheticSurveyConfig, *, fault_labels: bool = True) -> _Part
         plan = plan.without_bodies(np.arange(start, start + len(FACIES)))
     refl = _sample(flat_refl, 1, coords)
     if not fault_labels:
-        labels = _sample(flat_labels, 0, _coordinates(c, fold, (), half, origin))
+        labels = _sample(flat_labels, 0, [xyz - origin for xyz in _coordinates(c, fold, (), half)])
 
     clean = ndimage.convolve1d(refl, wavelet, axis=-1, mode="constant")[..., keep]
     scale = float(np.sqrt(np.mean(np.square(clean, dtype=np.float64))))

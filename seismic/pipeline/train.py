@@ -18,7 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -61,18 +61,17 @@ def build_task(cfg: DictConfig, dm: SeismicDataModule) -> FaciesClassificationTa
         label_smoothing=float(loss.get("label_smoothing", 0.0)),
         optimizer=model.get("optimizer") or {},
         scheduler=model.get("scheduler"),
+        window=dm.window.to_dict(),
+        normalisation=dm.normalisation.to_dict(),
+        data_hash=dm.data_hash,
         metadata=data_metadata(dm),
     )
 
 
 def data_metadata(dm: SeismicDataModule) -> dict[str, Any]:
-    """What an exported model must carry to be fed correctly: window, scaling, dt, classes, data identity."""
+    """Besides window, scaling and data hash (task arguments of their own): what an exported model carries."""
     return {
-        "window": dm.window.to_dict(),
-        "normalisation": dm.normalisation.to_dict(),
         "dt_ms": float(dm.meta["dt_ms"]),
-        "class_names": list(dm.class_names),
-        "data_hash": dm.data_hash,
         "provenance": dm.meta.get("provenance", {}),
         "split": dm.split.to_dict(),
     }
@@ -118,6 +117,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     dm.setup("fit")
     task = build_task(cfg, dm)
     callbacks = [instantiate(node) for node in (cfg.callbacks or {}).values() if node is not None]
+    if not loggers:  # nothing to report learning rates to (logger=none, fast_dev_run)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not trainer_options.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = L.Trainer(**trainer_options, callbacks=callbacks, logger=loggers or False,
                         default_root_dir=cfg.paths.output_dir)
     mlflow = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)

@@ -88,7 +88,10 @@ def build_metrics(num_classes: int, class_names: Sequence[str]) -> MetricCollect
             "f1": ClasswiseWrapper(MulticlassF1Score(num_classes, average=None), labels=keys, prefix="f1_"),
             "miou": MulticlassJaccardIndex(num_classes, average="macro"),
             "confusion": MulticlassConfusionMatrix(num_classes),
-        }
+        },
+        # Explicit groups that share state; automatic detection would also put the classwise wrapper in one,
+        # which works but makes torchmetrics warn about compute-before-update after every reset.
+        compute_groups=[["accuracy"], ["balanced_accuracy", "macro_f1"], ["f1"], ["miou", "confusion"]],
     )
 
 

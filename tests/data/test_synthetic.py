@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from seismic.data import synthetic
+from seismic.data.facies import FaciesPlan
 from seismic.data.survey import Survey
 from seismic.data.synthetic import (
     FACIES,
@@ -72,6 +74,35 @@ def test_default_survey_has_every_facies_in_every_inline_block(default_survey):
     for block in inline_blocks(labels.shape[0]):
         counts = np.bincount(labels[block].ravel(), minlength=len(FACIES))
         assert counts.min() > 0.01 * labels[block].size, (block, counts)
+    for axis in (0, 1):  # stronger: every single inline and every single crossline shows every facies
+        for index in range(labels.shape[axis]):
+            assert len(np.unique(np.take(labels, index, axis=axis))) == len(FACIES)
+
+
+def test_bodies_that_would_hide_a_facies_are_dropped_from_the_one_of_each_window(monkeypatch):
+    config = small(seed=6)
+    normal = _synthesize(config)
+    real = synthetic._everywhere
+    label_checks = []
+
+    def first_label_check_fails(volume, n):
+        found = real(volume, n)
+        if n == len(FACIES):
+            label_checks.append(found.all())
+            return np.zeros_like(found)  # pretend bodies hid a facies somewhere
+        return found
+
+    dropped = []
+    real_without = FaciesPlan.without_bodies
+    monkeypatch.setattr(synthetic, "_everywhere", first_label_check_fails)
+    monkeypatch.setattr(
+        FaciesPlan, "without_bodies", lambda plan, units: dropped.append(units) or real_without(plan, units)
+    )
+    fallback = _synthesize(config)
+    assert label_checks == [True] and len(dropped) == 1 and len(dropped[0]) == len(FACIES)
+    assert not np.array_equal(fallback.labels, normal.labels)
+    assert real(fallback.labels, len(FACIES)).all()
+    assert quiet_interior_max(fallback.reflectivity, fallback.labels)[0] < 0.03
 
 
 # --- labels line up with the deformed reflectivity --------------------------------------------------------
