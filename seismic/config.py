@@ -11,10 +11,13 @@ and checked by those dataclasses, which name the field and the reason. Import th
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, make_dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from seismic.data.synthetic import SyntheticSurveyConfig
 from seismic.data.windows import NORMALISATION_DEFAULTS, SAMPLING_DEFAULTS, SplitSpec, WindowSpec
@@ -120,7 +123,18 @@ class MakeSurveySchema:
     data: DataSchema = field(default_factory=DataSchema)
 
 
+def project_root() -> str:
+    """``$SEISMIC_ROOT``, else the directory the command started in, as an absolute path.
+
+    A resolver rather than ``${hydra:runtime.cwd}``: sweepers read paths before Hydra's runtime config
+    exists, and jobs never chdir (``hydra.job.chdir=false``), so the start directory is the working one.
+    """
+    return str(Path(os.environ.get("SEISMIC_ROOT") or os.getcwd()).expanduser().resolve())
+
+
 def register_schemas() -> None:
+    if not OmegaConf.has_resolver("seismic.root"):
+        OmegaConf.register_new_resolver("seismic.root", project_root)
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainSchema)
     store.store(name="make_survey_schema", node=MakeSurveySchema)

@@ -52,13 +52,15 @@ class SweepSummary(Callback):
         sweep_dir = Path(OmegaConf.select(config, "hydra.sweep.dir", default="."))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / "sweep_summary.json").write_text(json.dumps(summary, indent=2))
-        lines = [f"sweep of {len(self.trials)} trials, {metric} ({self.direction}):"]
+        shared = set.intersection(*(set(t["overrides"]) for t in self.trials))
+        lines = [f"sweep of {len(self.trials)} trials, {metric} ({self.direction}); shared: {' '.join(sorted(shared))}"]
         for t in self.trials:
-            mark = "*" if t is best else " "
-            lines.append(f" {mark} {t['value'] if t['value'] is not None else t['status']!s:>10}  {' '.join(t['overrides'])}")
+            score = f"{t['value']:.4f}" if t["value"] is not None else t["status"]
+            varying = " ".join(o for o in t["overrides"] if o not in shared)
+            lines.append(f" {'*' if t is best else ' '} {score:>8}  {varying}")
         print("\n".join(lines))
         if best is not None:
-            print(f"best: {metric}={best['value']:.4f} with {' '.join(best['overrides'])}")
+            print(f"best: {metric}={best['value']:.4f} with {' '.join(o for o in best['overrides'] if o not in shared)}")
             self._log_to_mlflow(config, summary, sweep_dir)
 
     def _log_to_mlflow(self, config: DictConfig, summary: dict[str, Any], sweep_dir: Path) -> None:

@@ -129,7 +129,11 @@ def test_fit_test_predict_and_reload(name, tmp_path):
 
 @pytest.mark.parametrize("name", list_models())
 def test_overfits_centre_coded_data(name, tmp_path):
-    task = make_task(name, optimizer={"name": "adamw", "lr": 5e-3, "weight_decay": 0.0})
+    task = make_task(
+        name,
+        model_kwargs={**small_kwargs(name), "width": 16},
+        optimizer={"name": "adamw", "lr": 1e-2, "weight_decay": 0.0},
+    )
     data = centre_coded_data(task, 64)
     run = trainer(tmp_path, max_epochs=8, limit_val_batches=0)
     run.fit(task, loader(data, shuffle=True))
