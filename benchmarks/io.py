@@ -27,9 +27,11 @@ from seismic.io.segy import open_segy, write_cube
 
 TEXT_AND_BINARY_HEADER = 3600
 TRACE_HEADER = 240
+N_WINDOW_BATCHES = 40
 
 
-# float32 value of one unit of the 24-bit fraction, for each sign+exponent byte: IBM = (-1)^s * F/2^24 * 16^(E-64)
+# float32 value of one unit of the 24-bit fraction for each sign+exponent byte:
+# IBM = (-1)^s * F / 2^24 * 16^(E - 64)
 with np.errstate(over="ignore"):
     _IBM_SCALE = (
         np.where(np.arange(256) >= 128, -1.0, 1.0) * 16.0 ** (np.arange(256) % 128 - 64) / 2.0**24
@@ -83,11 +85,26 @@ def read_benchmarks(workdir: Path, shape: tuple[int, int, int], repeats: int) ->
         t_raw = best_of(repeats, raw)
         for reader, fn in (("seismic read_all", ours), ("seismic read_inlines x16", ours_by_inline_chunks)):
             t = best_of(repeats, fn)
-            rows.append({"format": fmt, "reader": reader, "file_mb": round(path.stat().st_size / 1e6, 1),
-                         "seconds": round(t, 4), "mb_per_s": round(mb / t, 1),
-                         "vs_raw_memmap": round(t_raw / t, 3)})
-        rows.append({"format": fmt, "reader": "raw numpy.memmap", "file_mb": round(path.stat().st_size / 1e6, 1),
-                     "seconds": round(t_raw, 4), "mb_per_s": round(mb / t_raw, 1), "vs_raw_memmap": 1.0})
+            rows.append(
+                {
+                    "format": fmt,
+                    "reader": reader,
+                    "file_mb": round(path.stat().st_size / 1e6, 1),
+                    "seconds": round(t, 4),
+                    "mb_per_s": round(mb / t, 1),
+                    "vs_raw_memmap": round(t_raw / t, 3),
+                }
+            )
+        rows.append(
+            {
+                "format": fmt,
+                "reader": "raw numpy.memmap",
+                "file_mb": round(path.stat().st_size / 1e6, 1),
+                "seconds": round(t_raw, 4),
+                "mb_per_s": round(mb / t_raw, 1),
+                "vs_raw_memmap": 1.0,
+            }
+        )
         path.unlink()
     return rows
 
@@ -103,18 +120,26 @@ def window_benchmarks(workdir: Path, shape: tuple[int, int, int], repeats: int, 
     mapped = Survey.load(workdir / "survey", mmap=True)
     norm = Normalisation(mean=0.0, std=1.0)
     rows = []
-    for name, spec in (("1d [1, 64]", WindowSpec(length=64)), ("2d [1, 32, 64]", WindowSpec(length=64, width=32))):
-        n_batches = 40
-        il, xl, t = sample_centres(mapped.labels, batch * n_batches, spec, balance=True, seed=0)
+    for name, spec in (
+        ("1d [1, 64]", WindowSpec(length=64)),
+        ("2d [1, 32, 64]", WindowSpec(length=64, width=32)),
+    ):
+        il, xl, t = sample_centres(mapped.labels, batch * N_WINDOW_BATCHES, spec, balance=True, seed=0)
 
         def run(il=il, xl=xl, t=t, spec=spec) -> None:
-            for b in range(n_batches):
+            for b in range(N_WINDOW_BATCHES):
                 s = slice(b * batch, (b + 1) * batch)
                 norm.apply(extract_windows(mapped.amplitudes, il[s], xl[s], t[s], spec))
 
         seconds = best_of(repeats, run)
-        rows.append({"windows": name, "batch": batch, "windows_per_s": round(batch * n_batches / seconds),
-                     "batches_per_s": round(n_batches / seconds, 1)})
+        rows.append(
+            {
+                "windows": name,
+                "batch": batch,
+                "windows_per_s": round(batch * N_WINDOW_BATCHES / seconds),
+                "batches_per_s": round(N_WINDOW_BATCHES / seconds, 1),
+            }
+        )
     return rows
 
 
@@ -139,8 +164,9 @@ def main() -> None:
     shape = (args.inlines, args.crosslines, args.samples)
     with tempfile.TemporaryDirectory(prefix="seismic-bench-io-") as tmp:
         reads = read_benchmarks(Path(tmp), shape, args.repeats)
-        windows = window_benchmarks(Path(tmp), (min(args.inlines, 200), min(args.crosslines, 200), 512),
-                                    args.repeats, args.batch)
+        windows = window_benchmarks(
+            Path(tmp), (min(args.inlines, 200), min(args.crosslines, 200), 512), args.repeats, args.batch
+        )
     print_table(reads)
     print_table(windows)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}

@@ -6,10 +6,10 @@ import os
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+import hydra
+from omegaconf import DictConfig
 
-import seismic.config  # noqa: E402,F401  (registers the config schemas)
+import seismic.config  # noqa: F401  (registers the config schemas)
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")

@@ -37,7 +37,17 @@ def compose_cfg(name: str, overrides: list[str], tmp_path: Path, monkeypatch) ->
 
 GROUP_OPTIONS = [
     (group, option)
-    for group in ("data", "model", "trainer", "callbacks", "logger", "env", "experiment", "hparams_search", "debug")
+    for group in (
+        "data",
+        "model",
+        "trainer",
+        "callbacks",
+        "logger",
+        "env",
+        "experiment",
+        "hparams_search",
+        "debug",
+    )
     for option in options(group)
 ]
 

@@ -111,7 +111,9 @@ class SeismicDataModule(L.LightningDataModule):
         self.sampling = {**SAMPLING_DEFAULTS, **dict(sampling or {})}
         unknown = sorted(set(normalisation or {}) - set(NORMALISATION_DEFAULTS))
         if unknown:
-            raise ValueError(f"data.normalisation: unknown key(s) {unknown}; expected {sorted(NORMALISATION_DEFAULTS)}")
+            raise ValueError(
+                f"data.normalisation: unknown key(s) {unknown}; expected {sorted(NORMALISATION_DEFAULTS)}"
+            )
         self.normalisation_options = {**NORMALISATION_DEFAULTS, **dict(normalisation or {})}
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
@@ -155,7 +157,9 @@ class SeismicDataModule(L.LightningDataModule):
                 balance=bool(self.sampling["balance_train"]) and name == "train",
                 seed=int(self.sampling["seed"]) + offset,
             )
-            self.datasets[name] = WindowDataset(self.survey_dir, (lo, hi), centres, self.window, self.normalisation)
+            self.datasets[name] = WindowDataset(
+                self.survey_dir, (lo, hi), centres, self.window, self.normalisation
+            )
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -66,7 +66,9 @@ def _materialise_segy(options: dict[str, Any], cache_dir: Path) -> Path:
         raise SurveyFileError(path, "SEG-Y file not found (data.segy.path)")
     labels_path = Path(options.get("labels_path") or labels_path_for(path)).expanduser().resolve()
     if not labels_path.is_file():
-        raise SurveyFileError(labels_path, "label volume not found (data.segy.labels_path); training needs labels")
+        raise SurveyFileError(
+            labels_path, "label volume not found (data.segy.labels_path); training needs labels"
+        )
     iline, xline = int(options.get("iline", 189)), int(options.get("xline", 193))
     stamp = {
         "segy": [str(path), path.stat().st_size, path.stat().st_mtime_ns],
@@ -89,9 +91,18 @@ def _materialise_segy(options: dict[str, Any], cache_dir: Path) -> Path:
     class_names = list(options.get("class_names") or []) or _class_names_beside(path)
     n_classes = int(labels.max()) + 1
     if class_names and len(class_names) < n_classes:
-        raise SurveyFileError(labels_path, f"labels go up to {n_classes - 1} but only {len(class_names)} class names")
-    provenance = {"source": "segy", "path": str(path), "sha256": file_sha256(path), "labels_path": str(labels_path),
-                  "labels_sha256": file_sha256(labels_path), "iline_byte": iline, "xline_byte": xline}
+        raise SurveyFileError(
+            labels_path, f"labels go up to {n_classes - 1} but only {len(class_names)} class names"
+        )
+    provenance = {
+        "source": "segy",
+        "path": str(path),
+        "sha256": file_sha256(path),
+        "labels_path": str(labels_path),
+        "labels_sha256": file_sha256(labels_path),
+        "iline_byte": iline,
+        "xline_byte": xline,
+    }
     Survey(
         amplitudes=amplitudes,
         dt_ms=dt_ms,

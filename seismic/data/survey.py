@@ -113,7 +113,8 @@ class Survey:
             raise SurveyFileError(directory, f"cannot read the survey arrays ({err})") from err
         if list(amplitudes.shape) != meta["shape"]:
             raise SurveyFileError(
-                directory, f"{AMPLITUDES_NPY} has shape {amplitudes.shape}, {SURVEY_JSON} says {meta['shape']}"
+                directory,
+                f"{AMPLITUDES_NPY} has shape {amplitudes.shape}, {SURVEY_JSON} says {meta['shape']}",
             )
         try:
             return cls(
@@ -143,6 +144,7 @@ def read_survey_meta(directory: str | Path) -> dict[str, Any]:
         raise SurveyFileError(path, f"missing fields {missing}")
     if meta["format_version"] > FORMAT_VERSION:
         raise SurveyFileError(
-            path, f"format_version {meta['format_version']} is newer than this package reads ({FORMAT_VERSION})"
+            path,
+            f"format_version {meta['format_version']} is newer than this package reads ({FORMAT_VERSION})",
         )
     return meta

@@ -120,7 +120,9 @@ def extract_windows(
     Works on memory-mapped volumes without reading more than the traces it needs.
     """
     il_idx, xl_idx, trace_mask = window_trace_indices(il, xl, spec, volume.shape)
-    t_idx, time_mask = _map_indices(np.asarray(t)[:, None] + spec.time_offsets[None, :], 0, volume.shape[2], spec.pad_mode)
+    t_idx, time_mask = _map_indices(
+        np.asarray(t)[:, None] + spec.time_offsets[None, :], 0, volume.shape[2], spec.pad_mode
+    )
     out = np.asarray(volume[il_idx[:, :, None], xl_idx[:, :, None], t_idx[:, None, :]], dtype=np.float32)
     if trace_mask is not None:
         out[trace_mask] = 0.0
@@ -161,7 +163,7 @@ class SplitSpec:
         usable = n_inlines - 2 * self.gap
         weights = np.asarray(self.fractions, dtype=float) / sum(self.fractions)
         fraction_of = dict(zip(SPLITS, weights, strict=True))
-        sizes = [int(round(usable * fraction_of[name])) for name in self.order]
+        sizes = [round(usable * fraction_of[name]) for name in self.order]
         sizes[-1] = usable - sum(sizes[:-1])
         if min(sizes) < 1:
             raise ValueError(

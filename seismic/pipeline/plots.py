@@ -6,10 +6,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
 
 
 def confusion_matrix_figure(confusion: np.ndarray, class_names: tuple[str, ...] | list[str]) -> Figure:
@@ -22,8 +22,15 @@ def confusion_matrix_figure(confusion: np.ndarray, class_names: tuple[str, ...] 
     image = ax.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{counts[i, j]}\n{recall[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if recall[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{counts[i, j]}\n{recall[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if recall[i, j] > 0.6 else "black",
+            )
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted facies")
@@ -53,7 +60,9 @@ def section_figure(
     axes[0].set_title("amplitudes")
     axes[1].imshow(true_labels.T, cmap=cmap, norm=norm, aspect="auto", extent=extent, interpolation="nearest")
     axes[1].set_title("true facies")
-    image = axes[2].imshow(predicted.T, cmap=cmap, norm=norm, aspect="auto", extent=extent, interpolation="nearest")
+    image = axes[2].imshow(
+        predicted.T, cmap=cmap, norm=norm, aspect="auto", extent=extent, interpolation="nearest"
+    )
     axes[2].set_title(f"predicted facies (pixel accuracy {accuracy:.3f})")
     axes[0].set_ylabel("time (ms)")
     for ax in axes:

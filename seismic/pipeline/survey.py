@@ -29,7 +29,9 @@ def class_fractions_by_split(labels: np.ndarray, split: SplitSpec, class_names: 
     out = {}
     for name, (lo, hi) in split.blocks(labels.shape[0]).items():
         counts = np.bincount(np.asarray(labels[lo:hi]).ravel(), minlength=len(class_names))
-        out[name] = {cls: round(float(c) / counts.sum(), 4) for cls, c in zip(class_names, counts, strict=True)}
+        out[name] = {
+            cls: round(float(c) / counts.sum(), 4) for cls, c in zip(class_names, counts, strict=True)
+        }
     return out
 
 
@@ -42,16 +44,33 @@ def make_survey(cfg: DictConfig) -> dict[str, Any]:
     survey = generate_survey(params)
     generated = time.perf_counter()
     output = Path(cfg.output)
-    provenance = {**survey.provenance, "class_names": list(survey.class_names), "content_hash": survey.content_hash()}
-    write_cube(output, survey.amplitudes, survey.dt_ms, labels=survey.labels, provenance=provenance,
-               sample_format=cfg.sample_format, endian=cfg.endian)
+    provenance = {
+        **survey.provenance,
+        "class_names": list(survey.class_names),
+        "content_hash": survey.content_hash(),
+    }
+    write_cube(
+        output,
+        survey.amplitudes,
+        survey.dt_ms,
+        labels=survey.labels,
+        provenance=provenance,
+        sample_format=cfg.sample_format,
+        endian=cfg.endian,
+    )
     written = time.perf_counter()
 
     amplitudes, dt_ms, _, _ = read_cube(output)
     error = float(np.max(np.abs(amplitudes - survey.amplitudes)))
-    bound = 0.0 if cfg.sample_format == "ieee" else IBM_RELATIVE_TOLERANCE * float(np.abs(survey.amplitudes).max())
+    bound = (
+        0.0
+        if cfg.sample_format == "ieee"
+        else IBM_RELATIVE_TOLERANCE * float(np.abs(survey.amplitudes).max())
+    )
     if error > bound or dt_ms != survey.dt_ms:
-        raise RuntimeError(f"{output}: read-back differs from what was written (max |diff| {error:g} > {bound:g})")
+        raise RuntimeError(
+            f"{output}: read-back differs from what was written (max |diff| {error:g} > {bound:g})"
+        )
     report = check_segy(output)
     summary = {
         "output": str(output),
@@ -65,8 +84,11 @@ def make_survey(cfg: DictConfig) -> dict[str, Any]:
             survey.labels, SplitSpec.from_mapping(OmegaConf.to_container(cfg.data.split)), survey.class_names
         ),
         "quality_ok": report.ok,
-        "seconds": {"generate": round(generated - started, 2), "write": round(written - generated, 2),
-                    "verify": round(time.perf_counter() - written, 2)},
+        "seconds": {
+            "generate": round(generated - started, 2),
+            "write": round(written - generated, 2),
+            "verify": round(time.perf_counter() - written, 2),
+        },
     }
     log.info("survey quality report\n%s", report.format_text())
     if cfg.quality.fail_on_fatal and not report.ok:

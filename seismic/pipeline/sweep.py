@@ -29,12 +29,14 @@ class SweepSummary(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         ok = job_return.status == JobStatus.COMPLETED
         value = job_return.return_value if ok else None
-        self.trials.append({
-            "job": len(self.trials),
-            "overrides": list(job_return.overrides or []),
-            "value": float(value) if isinstance(value, int | float) and math.isfinite(value) else None,
-            "status": "completed" if ok else f"failed: {job_return._return_value!r}"[:300],
-        })
+        self.trials.append(
+            {
+                "job": len(self.trials),
+                "overrides": list(job_return.overrides or []),
+                "value": float(value) if isinstance(value, int | float) and math.isfinite(value) else None,
+                "status": "completed" if ok else f"failed: {job_return._return_value!r}"[:300],
+            }
+        )
 
     def best(self) -> dict[str, Any] | None:
         scored = [t for t in self.trials if t["value"] is not None]
@@ -53,14 +55,16 @@ class SweepSummary(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / "sweep_summary.json").write_text(json.dumps(summary, indent=2))
         shared = set.intersection(*(set(t["overrides"]) for t in self.trials))
-        lines = [f"sweep of {len(self.trials)} trials, {metric} ({self.direction}); shared: {' '.join(sorted(shared))}"]
+        header = f"sweep of {len(self.trials)} trials, {metric} ({self.direction})"
+        lines = [f"{header}; shared: {' '.join(sorted(shared))}"]
         for t in self.trials:
             score = f"{t['value']:.4f}" if t["value"] is not None else t["status"]
             varying = " ".join(o for o in t["overrides"] if o not in shared)
             lines.append(f" {'*' if t is best else ' '} {score:>8}  {varying}")
         print("\n".join(lines))
         if best is not None:
-            print(f"best: {metric}={best['value']:.4f} with {' '.join(o for o in best['overrides'] if o not in shared)}")
+            chosen = " ".join(o for o in best["overrides"] if o not in shared)
+            print(f"best: {metric}={best['value']:.4f} with {chosen}")
             self._log_to_mlflow(config, summary, sweep_dir)
 
     def _log_to_mlflow(self, config: DictConfig, summary: dict[str, Any], sweep_dir: Path) -> None:
@@ -74,8 +78,11 @@ class SweepSummary(Callback):
             name = OmegaConf.select(config, "logger.mlflow.experiment_name", default="seismic-train")
             experiment = client.get_experiment_by_name(name)
             experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
-            run = client.create_run(experiment_id, run_name=f"sweep-summary-{sweep_dir.name}",
-                                    tags={"sweep": str(sweep_dir), "sweep_summary": "true"})
+            run = client.create_run(
+                experiment_id,
+                run_name=f"sweep-summary-{sweep_dir.name}",
+                tags={"sweep": str(sweep_dir), "sweep_summary": "true"},
+            )
             best = summary["best"]
             for override in best["overrides"]:
                 key, _, value = override.partition("=")

@@ -1,4 +1,4 @@
-"""What every training run records in MLflow besides Lightning's metrics: config, provenance, commit, figures."""
+"""What a training run records in MLflow besides Lightning's metrics: config, provenance, commit, figures."""
 
 from __future__ import annotations
 
@@ -50,10 +50,17 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
 def git_commit(root: str | Path) -> str:
     """HEAD's commit, with ``-dirty`` when tracked files differ from it; ``unknown`` outside a checkout."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit

@@ -1,4 +1,4 @@
-"""``train(cfg)``: data -> task -> Lightning fit/test -> MLflow record. ``scripts/train.py`` is a thin wrapper.
+"""``train(cfg)``: data -> task -> Lightning fit/test -> MLflow record; ``scripts/train.py`` wraps it.
 
 Everything is built from the composed config; the network itself is built inside the task from a name and
 plain keyword arguments, so checkpoints reload (and export) without Hydra.
@@ -86,8 +86,10 @@ def build_loggers(cfg: DictConfig, run_name: str) -> list[Any]:
         if "MLFlowLogger" in options.get("_target_", ""):
             check_tracking_uri(options["tracking_uri"])
             options["run_name"] = options.get("run_name") or run_name
-            options["tags"] = {**{str(k): str(v) for k, v in (container(cfg.tags) or {}).items()},
-                               **sweep_tags()}
+            options["tags"] = {
+                **{str(k): str(v) for k, v in (container(cfg.tags) or {}).items()},
+                **sweep_tags(),
+            }
         log.debug("logger %s: %s", name, options)
         loggers.append(instantiate(options))
     return loggers
@@ -99,8 +101,11 @@ def sweep_tags() -> dict[str, str]:
     hc = HydraConfig.get()
     if hc.mode != RunMode.MULTIRUN:
         return {}
-    return {"sweep": str(hc.sweep.dir), "sweep_job": str(hc.job.num),
-            "sweep_overrides": " ".join(hc.overrides.task)}
+    return {
+        "sweep": str(hc.sweep.dir),
+        "sweep_job": str(hc.job.num),
+        "sweep_overrides": " ".join(hc.overrides.task),
+    }
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -121,8 +126,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if not trainer_options.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    trainer = L.Trainer(**trainer_options, callbacks=callbacks, logger=loggers or False,
-                        default_root_dir=cfg.paths.output_dir)
+    trainer = L.Trainer(
+        **trainer_options, callbacks=callbacks, logger=loggers or False, default_root_dir=cfg.paths.output_dir
+    )
     mlflow = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
     recorder = RunRecorder(mlflow) if mlflow is not None and trainer.is_global_zero else None
     if recorder:
@@ -143,12 +149,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:
             record_figures(recorder, cfg, dm, task)
     if recorder:
-        recorder.metrics({k.replace("/", "_") + "_final": v for k, v in metrics.items() if k.startswith("test/")})
+        recorder.metrics(
+            {k.replace("/", "_") + "_final": v for k, v in metrics.items() if k.startswith("test/")}
+        )
     return metrics
 
 
 def scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, torch.Tensor | float | int) and np.ndim(v) == 0}
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, torch.Tensor | float | int) and np.ndim(v) == 0
+    }
 
 
 def best_checkpoint(trainer: L.Trainer) -> ModelCheckpoint | None:
@@ -160,17 +172,20 @@ def record_context(recorder: RunRecorder, cfg: DictConfig, dm: SeismicDataModule
     recorder.params(flatten({k: v for k, v in resolved.items() if k not in ("callbacks", "logger", "paths")}))
     recorder.text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
     recorder.json(dm.meta.get("provenance", {}), "data/provenance.json")
-    recorder.tags({
-        "git_commit": git_commit(Path(__file__).resolve().parents[2]),
-        "data_hash": dm.data_hash,
-        "data_source": cfg.data.source,
-        "model": cfg.model.name,
-        "env": cfg.env.name,
-    })
+    recorder.tags(
+        {
+            "git_commit": git_commit(Path(__file__).resolve().parents[2]),
+            "data_hash": dm.data_hash,
+            "data_source": cfg.data.source,
+            "model": cfg.model.name,
+            "env": cfg.env.name,
+        }
+    )
 
 
-def record_figures(recorder: RunRecorder | None, cfg: DictConfig, dm: SeismicDataModule,
-                   task: FaciesClassificationTask) -> None:
+def record_figures(
+    recorder: RunRecorder | None, cfg: DictConfig, dm: SeismicDataModule, task: FaciesClassificationTask
+) -> None:
     out = Path(cfg.paths.output_dir) / "figures"
     confusion = getattr(task, "test_confusion", None)
     if confusion is not None:
@@ -178,12 +193,20 @@ def record_figures(recorder: RunRecorder | None, cfg: DictConfig, dm: SeismicDat
         save_figure(fig, out, "confusion_matrix.png")
         if recorder:
             recorder.figure(fig, "figures/confusion_matrix.png")
-            recorder.json({"class_names": list(dm.class_names), "matrix": np.asarray(confusion).tolist()},
-                          "figures/confusion_matrix.json")
+            recorder.json(
+                {"class_names": list(dm.class_names), "matrix": np.asarray(confusion).tolist()},
+                "figures/confusion_matrix.json",
+            )
     if cfg.section_plot:
         amplitudes, truth, predicted, inline = predict_test_section(dm, task)
-        fig = section_figure(amplitudes, truth, predicted, dm.class_names, float(dm.meta["dt_ms"]),
-                             f"held-out inline {inline} ({cfg.model.name})")
+        fig = section_figure(
+            amplitudes,
+            truth,
+            predicted,
+            dm.class_names,
+            float(dm.meta["dt_ms"]),
+            f"held-out inline {inline} ({cfg.model.name})",
+        )
         save_figure(fig, out, "test_section.png")
         if recorder:
             recorder.figure(fig, "figures/test_section.png")
@@ -209,5 +232,9 @@ def predict_test_section(
         windows = dm.normalisation.apply(extract_windows(block, il[s], xl[s], t[s], dm.window))
         logits, _ = net(torch.from_numpy(windows).to(device))
         predicted[s] = logits.argmax(dim=1).cpu().numpy()
-    return (np.asarray(block[local]), np.asarray(survey.labels[lo + local]), predicted.reshape(n_xl, n_t),
-            int(survey.inlines[lo + local]))
+    return (
+        np.asarray(block[local]),
+        np.asarray(survey.labels[lo + local]),
+        predicted.reshape(n_xl, n_t),
+        int(survey.inlines[lo + local]),
+    )

@@ -19,8 +19,15 @@ SAMPLING = {"train": 600, "val": 200, "test": 200}
 
 
 def make_dm(tmp_path, **overrides) -> SeismicDataModule:
-    options = {"source": "synthetic", "cache_dir": tmp_path / "cache", "survey": SMALL, "sampling": SAMPLING,
-               "split": {"gap": 2}, "batch_size": 64, **overrides}
+    options = {
+        "source": "synthetic",
+        "cache_dir": tmp_path / "cache",
+        "survey": SMALL,
+        "sampling": SAMPLING,
+        "split": {"gap": 2},
+        "batch_size": 64,
+        **overrides,
+    }
     dm = SeismicDataModule(**options)
     dm.prepare_data()
     dm.setup("fit")
@@ -31,7 +38,9 @@ def footprint(dm: SeismicDataModule, name: str) -> set[int]:
     """Global inline positions read by any window of the split."""
     ds = dm.datasets[name]
     lo, hi = ds.block
-    il_idx, _, _ = window_trace_indices(ds.il, ds.xl, ds.spec, (hi - lo, *dm.datasets[name]._arrays()[0].shape[1:]))
+    il_idx, _, _ = window_trace_indices(
+        ds.il, ds.xl, ds.spec, (hi - lo, *dm.datasets[name]._arrays()[0].shape[1:])
+    )
     return set((il_idx + lo).ravel().tolist())
 
 
@@ -115,8 +124,14 @@ def test_survey_cache_is_reused_and_keyed_by_parameters(tmp_path):
 def test_segy_source_reads_the_cube_labels_and_class_names(tmp_path):
     survey = generate_survey(SyntheticSurveyConfig(**SMALL))
     path = tmp_path / "s.sgy"
-    write_cube(path, survey.amplitudes, survey.dt_ms, labels=survey.labels,
-               provenance={"class_names": list(survey.class_names)}, inlines=np.arange(100, 140))
+    write_cube(
+        path,
+        survey.amplitudes,
+        survey.dt_ms,
+        labels=survey.labels,
+        provenance={"class_names": list(survey.class_names)},
+        inlines=np.arange(100, 140),
+    )
     dm = make_dm(tmp_path, source="segy", survey=None, segy={"path": str(path)})
     loaded = Survey.load(dm.survey_dir)
     np.testing.assert_array_equal(loaded.amplitudes, survey.amplitudes)
@@ -136,8 +151,11 @@ def test_segy_source_errors_name_the_file_and_field(tmp_path):
         materialise_survey("segy", tmp_path, segy={"path": str(tmp_path / "nolabels.sgy")})
     np.save(tmp_path / "wrong.npy", np.zeros((2, 2, 2), dtype=np.uint8))
     with pytest.raises(SurveyFileError, match="differs from the SEG-Y cube"):
-        materialise_survey("segy", tmp_path, segy={"path": str(tmp_path / "nolabels.sgy"),
-                                                   "labels_path": str(tmp_path / "wrong.npy")})
+        materialise_survey(
+            "segy",
+            tmp_path,
+            segy={"path": str(tmp_path / "nolabels.sgy"), "labels_path": str(tmp_path / "wrong.npy")},
+        )
 
 
 def test_config_mistakes_are_named(tmp_path):
@@ -145,5 +163,5 @@ def test_config_mistakes_are_named(tmp_path):
         SeismicDataModule(window={"lenght": 3})
     with pytest.raises(ValueError, match=r"data\.sampling: unknown key"):
         SeismicDataModule(sampling={"trian": 3})
-    with pytest.raises(ValueError, match="data.source must be one of"):
+    with pytest.raises(ValueError, match=r"data\.source must be one of"):
         materialise_survey("hdf5", tmp_path)

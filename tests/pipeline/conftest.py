@@ -35,8 +35,11 @@ def compose_train(tmp_path, monkeypatch):
 
     def _compose(overrides: list[str]) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=[f"paths.output_dir={tmp_path}/run", *TINY, *overrides],
-                          return_hydra_config=True)
+            cfg = compose(
+                config_name="train",
+                overrides=[f"paths.output_dir={tmp_path}/run", *TINY, *overrides],
+                return_hydra_config=True,
+            )
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             cfg.pop("hydra")
@@ -49,6 +52,18 @@ def run_script(args: list[str], root: Path, timeout: float = 600) -> subprocess.
     """Run a CLI as a user would, in a fresh process with SEISMIC_ROOT=root."""
     import os
 
-    env = {**os.environ, "SEISMIC_ROOT": str(root), "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "SEISMIC_ROOT": str(root),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

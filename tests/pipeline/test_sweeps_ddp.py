@@ -67,8 +67,15 @@ def test_ddp_cpu_two_processes_sync_metrics_and_log_once(tmp_path):
     # the logged test accuracy covers both ranks' halves: one process on the same checkpoint agrees
     (ckpt,) = [p for p in tmp_path.glob("outputs/train/runs/*/checkpoints/*.ckpt") if p.name != "last.ckpt"]
     task = FaciesClassificationTask.load_from_checkpoint(ckpt, map_location="cpu")
-    dm = SeismicDataModule(source="synthetic", cache_dir=tmp_path / "data" / "cache",
-                           survey={"n_inlines": 40, "n_crosslines": 16, "n_samples": 96},
-                           split={"gap": 2}, sampling={"train": 256, "val": 128, "test": 128}, batch_size=64)
-    (single,) = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False).test(task, dm)
+    dm = SeismicDataModule(
+        source="synthetic",
+        cache_dir=tmp_path / "data" / "cache",
+        survey={"n_inlines": 40, "n_crosslines": 16, "n_samples": 96},
+        split={"gap": 2},
+        sampling={"train": 256, "val": 128, "test": 128},
+        batch_size=64,
+    )
+    (single,) = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False).test(
+        task, dm
+    )
     assert run.data.metrics["test/accuracy"] == pytest.approx(single["test/accuracy"], abs=1e-6)

@@ -40,8 +40,12 @@ def test_mlflow_run_holds_config_metrics_provenance_and_figures(compose_train, t
     artifacts = set()
     for folder in ("config", "data", "figures"):
         artifacts |= {a.path for a in client.list_artifacts(run.info.run_id, folder)}
-    assert {"config/config.yaml", "data/provenance.json", "figures/confusion_matrix.png",
-            "figures/test_section.png"} <= artifacts
+    assert {
+        "config/config.yaml",
+        "data/provenance.json",
+        "figures/confusion_matrix.png",
+        "figures/test_section.png",
+    } <= artifacts
     provenance = client.download_artifacts(run.info.run_id, "data/provenance.json", str(tmp_path))
     assert '"generator": "seismic.data.synthetic"' in Path(provenance).read_text()
     assert (Path(cfg.paths.output_dir) / "figures" / "test_section.png").stat().st_size > 10_000
@@ -49,17 +53,32 @@ def test_mlflow_run_holds_config_metrics_provenance_and_figures(compose_train, t
 
 def test_resume_from_checkpoint_continues_the_run(compose_train, tmp_path):
     # a 2-epoch run that "crashed" after its first epoch: resume from that epoch's checkpoint
-    cfg = compose_train(["trainer.max_epochs=2", "logger=none", "test=false",
-                         "callbacks.model_checkpoint.save_top_k=-1", "callbacks.early_stopping=null"])
+    cfg = compose_train(
+        [
+            "trainer.max_epochs=2",
+            "logger=none",
+            "test=false",
+            "callbacks.model_checkpoint.save_top_k=-1",
+            "callbacks.early_stopping=null",
+        ]
+    )
     train(cfg)
     first = next((Path(cfg.paths.output_dir) / "checkpoints").glob("epoch000-*.ckpt"))
     state = torch.load(first, map_location="cpu", weights_only=False)
     assert state["epoch"] == 0
-    cfg = compose_train(["trainer.max_epochs=2", "logger=none", "test=false", f"ckpt_path={first}",
-                         f"paths.output_dir={tmp_path}/resumed"])
+    cfg = compose_train(
+        [
+            "trainer.max_epochs=2",
+            "logger=none",
+            "test=false",
+            f"ckpt_path={first}",
+            f"paths.output_dir={tmp_path}/resumed",
+        ]
+    )
     train(cfg)
-    resumed = torch.load(Path(tmp_path) / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu",
-                         weights_only=False)
+    resumed = torch.load(
+        Path(tmp_path) / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
     assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * state["global_step"]
     # and the checkpoint rebuilds its net without Hydra or the config
     task = FaciesClassificationTask.load_from_checkpoint(first, map_location="cpu")

@@ -1,4 +1,4 @@
-"""FaciesClassificationTask on tiny in-memory datasets: logging, overfitting, checkpoints, losses, schedulers."""
+"""FaciesClassificationTask on tiny in-memory data: logging, overfitting, checkpoints, losses, schedulers."""
 
 from __future__ import annotations
 
@@ -19,6 +19,16 @@ T, W = 32, 8
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*number of training batches.*")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny tensors: one intra-op thread is as fast, and avoids oversubscribing a busy CI machine (with
+    several torch processes on 2 cores, spinning OpenMP threads made these tests 10-20x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def window(name: str) -> dict:
@@ -66,7 +76,11 @@ def centre_coded_data(task: FaciesClassificationTask, n: int, seed: int = 0) -> 
     trace = levels[blocks].repeat_interleave(4, dim=1)  # [n, T]
     trace[:, T // 2 - 2 : T // 2 + 2] = levels[y][:, None]
     trace = trace + 0.1 * torch.randn(n, T, generator=gen)
-    x = trace[:, None] if task.net.input_ndim == 1 else trace[:, None, None, :].expand(n, 1, W, T).contiguous()
+    x = (
+        trace[:, None]
+        if task.net.input_ndim == 1
+        else trace[:, None, None, :].expand(n, 1, W, T).contiguous()
+    )
     return TensorDataset(x, y)
 
 
@@ -168,32 +182,41 @@ def test_class_weight_buffer_moves_with_the_module_but_stays_out_of_state_dict()
 
 
 @pytest.mark.parametrize(
-    "scheduler",
+    ("scheduler", "interval"),
     [
-        None,
-        {"name": "none"},
-        {"name": "cosine", "interval": "epoch", "eta_min": 1e-5},
-        {"name": "cosine", "interval": "step", "warmup": 2},
-        {"name": "onecycle", "pct_start": 0.25},
-        {"name": "plateau", "patience": 0, "factor": 0.5},
+        (None, None),
+        ({"name": "none"}, None),
+        ({"name": "cosine", "interval": "epoch", "eta_min": 1e-5}, "epoch"),
+        ({"name": "cosine", "interval": "step", "warmup": 2}, "step"),
+        ({"name": "onecycle", "pct_start": 0.25}, "step"),
+        ({"name": "plateau", "patience": 0, "factor": 0.5}, "epoch"),
     ],
 )
-def test_schedulers_configure_and_step(scheduler, tmp_path):
+def test_schedulers_configure_and_step(scheduler, interval, tmp_path):
     task = make_task(scheduler=scheduler, optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9})
     data = random_data(task, 32)
     run = trainer(tmp_path, max_epochs=3, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0)
     run.fit(task, loader(data, shuffle=True), loader(data))
     assert run.global_step == 6
     lr = run.optimizers[0].param_groups[0]["lr"]
-    if scheduler is None or scheduler["name"] == "none":
+    if interval is None:
         assert run.lr_scheduler_configs == []
         assert lr == pytest.approx(0.1)
+        return
+    config = run.lr_scheduler_configs[0]
+    assert config.interval == interval
+    if scheduler["name"] == "plateau":
+        assert config.monitor == MONITOR and config.scheduler.mode == "max"
     else:
-        config = run.lr_scheduler_configs[0]
-        assert config.interval == ("epoch" if scheduler["name"] in ("plateau",) else scheduler["interval"]
-                                   if "interval" in scheduler else "step")  # fmt: skip
-        if scheduler["name"] != "plateau":
-            assert lr != pytest.approx(0.1)
+        assert lr != pytest.approx(0.1)
+
+
+def test_onecycle_needs_a_finite_run(tmp_path):
+    task = make_task(scheduler={"name": "onecycle"})
+    data = random_data(task, 16)
+    run = trainer(tmp_path, max_epochs=-1, max_steps=-1, limit_train_batches=1)
+    with pytest.raises(ValueError, match="number of training steps"):
+        run.fit(task, loader(data))
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
@@ -208,7 +231,11 @@ def test_optimizers_and_weight_decay_groups(name):
 def test_omegaconf_inputs_are_saved_as_plain_values():
     omegaconf = pytest.importorskip("omegaconf")
     cfg = omegaconf.OmegaConf.create(
-        {"model_kwargs": small_kwargs("cnn1d"), "class_names": CLASSES, "optimizer": {"name": "adam", "lr": 0.01}}
+        {
+            "model_kwargs": small_kwargs("cnn1d"),
+            "class_names": CLASSES,
+            "optimizer": {"name": "adam", "lr": 0.01},
+        }
     )
     task = make_task(model_kwargs=cfg.model_kwargs, class_names=cfg.class_names, optimizer=cfg.optimizer)
     assert type(task.hparams.model_kwargs) is dict

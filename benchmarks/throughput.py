@@ -1,0 +1,152 @@
+"""Training throughput: Lightning vs a plain PyTorch loop on the same model and batches; loader vs model.
+
+    python benchmarks/throughput.py [--models cnn1d cnn2d] [--batches 60] [--repeats 3] [--json PATH]
+
+For each model the same task (net, loss, optimizer) is trained for ``--batches`` batches three ways, after a
+warm-up: (1) a plain loop over pre-built tensors: forward, cross-entropy, backward, AdamW step; (2) the same
+plain loop fed by the project's DataLoader; (3) ``lightning.Trainer.fit`` with the project's task and
+DataModule (checkpointing, validation, logging and progress bar off: what is left is Lightning's loop, the
+task's metric updates and its data loading). The data loader alone is timed too. Best of ``--repeats``.
+Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from seismic.data.datamodule import SeismicDataModule
+from seismic.tasks.classification import FaciesClassificationTask
+
+WINDOWS = {"cnn1d": {"length": 64, "width": 1}, "cnn2d": {"length": 64, "width": 32}}
+
+
+def make_datamodule(model: str, cache: Path, n_windows: int, batch: int) -> SeismicDataModule:
+    dm = SeismicDataModule(
+        source="synthetic",
+        cache_dir=cache,
+        window=WINDOWS[model],
+        sampling={"train": n_windows, "val": batch, "test": batch},
+        batch_size=batch,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def make_task(model: str, dm: SeismicDataModule) -> FaciesClassificationTask:
+    return FaciesClassificationTask(
+        model=model,
+        num_classes=len(dm.class_names),
+        class_names=list(dm.class_names),
+        optimizer={"name": "adamw", "lr": 1e-3},
+        scheduler=None,
+    )
+
+
+def plain_loop(task: FaciesClassificationTask, batches) -> float:
+    net = task.net.train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    for x, y in batches:
+        logits, _ = net(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def lightning_fit(task: FaciesClassificationTask, dm: SeismicDataModule, n_batches: int) -> float:
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=n_batches,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    start = time.perf_counter()
+    trainer.fit(task, datamodule=dm)
+    return time.perf_counter() - start
+
+
+def loader_only(dm: SeismicDataModule, n_batches: int) -> float:
+    start = time.perf_counter()
+    for i, _ in enumerate(dm.train_dataloader()):
+        if i + 1 == n_batches:
+            break
+    return time.perf_counter() - start
+
+
+def best(repeats: int, fn) -> float:
+    return min(fn() for _ in range(repeats))
+
+
+def measure(model: str, cache: Path, n_batches: int, batch: int, repeats: int) -> dict:
+    dm = make_datamodule(model, cache, n_batches * batch, batch)
+    loader = dm.train_dataloader()
+    tensors = [b for _, b in zip(range(n_batches), loader, strict=False)]
+    task = make_task(model, dm)
+    plain_loop(task, tensors[:5])  # warm-up: allocator, kernels
+    n = n_batches * batch
+    t_plain = best(repeats, lambda: plain_loop(make_task(model, dm), tensors))
+    t_plain_loader = best(
+        repeats,
+        lambda: plain_loop(make_task(model, dm), (b for _, b in zip(range(n_batches), loader, strict=False))),
+    )
+    t_lightning = best(repeats, lambda: lightning_fit(make_task(model, dm), dm, n_batches))
+    t_loader = best(repeats, lambda: loader_only(dm, n_batches))
+    return {
+        "model": model,
+        "batch": batch,
+        "plain_tensors_sps": round(n / t_plain),
+        "plain_loader_sps": round(n / t_plain_loader),
+        "lightning_sps": round(n / t_lightning),
+        "lightning_vs_plain_loader": round(t_plain_loader / t_lightning, 3),
+        "loader_sps": round(n / t_loader),
+        "loader_vs_model": round((n / t_loader) / (n / t_plain), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["cnn1d", "cnn2d"])
+    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/throughput.json"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory(prefix="seismic-bench-tp-") as tmp:
+        rows = [measure(m, Path(tmp), args.batches, args.batch, args.repeats) for m in args.models]
+    keys = list(rows[0])
+    widths = [max(len(k), *(len(str(r[k])) for r in rows)) for k in keys]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
+    for r in rows:
+        print("  ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths, strict=True)))
+    machine = {
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
