@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -98,13 +100,38 @@ def _random_windows(rng: np.random.Generator, n: int, shape: tuple[int, ...]) ->
         0.1, 10, (n,) + (1,) * (len(shape) + 1)
     )
     x += rng.normal(0, 3, (n,) + (1,) * (len(shape) + 1))
-    x[rng.random(x.shape) < 0.05] = 0.0
+    holes = rng.random(x.shape) < 0.05
+    holes[::2] = False  # half the windows without zeros: both zero-crossing code paths in one batch
+    x[holes] = 0.0
     x[1] = 0.0
     x[2] = 1.5
     return x.astype(np.float32)
 
 
 # --- schema and shapes ------------------------------------------------------------------------------------
+
+
+def test_schema_is_pinned() -> None:
+    """The monitoring schema: renaming or reordering breaks stored reference profiles, so it is deliberate."""
+    block = [
+        "mean",
+        "std",
+        "rms",
+        "max_abs",
+        "skewness",
+        "kurtosis",
+        "zero_crossing_rate",
+        "zero_fraction",
+        "envelope_mean",
+        "dominant_freq_hz",
+        "spectral_centroid_hz",
+        "spectral_bandwidth_hz",
+        "lateral_coherence",
+        "semblance",
+        "lateral_rms_cv",
+        "lateral_gradient_frac",
+    ]
+    assert (*block, *(f"core_{n}" for n in block)) == FEATURE_NAMES
 
 
 def test_schema_names_are_unique_and_match_columns() -> None:
@@ -149,6 +176,11 @@ def test_dict_round_trip() -> None:
     assert [features_as_dict(r) for r in out] == features_as_dict(out)
     with pytest.raises(ValueError, match="missing"):
         features_from_dict({"mean": 0.0})
+
+
+def test_module_needs_neither_torch_nor_sklearn() -> None:
+    code = "import sys, seismic.features; sys.exit(any(m in sys.modules for m in ('torch', 'sklearn')))"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 # --- definitions against independent computations ---------------------------------------------------------
