@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import ndimage
 
 FACIES: tuple[str, ...] = ("parallel", "transparent", "chaotic", "thin_bedded", "massive", "clinoform")
 _GAP = 2  # a facies is never the primary facies of a unit within this many units of itself
@@ -69,11 +70,11 @@ class FaciesPlan:
         drawn from ``cover`` (two thirds of that in the window; ``(0, 0)``: no bodies)."""
         primary = facies_sequence(rng, n, start)
         secondary = (primary + rng.integers(1, len(FACIES), size=n)) % len(FACIES)
-        field = smooth_fields(rng, n, 20.0, x, y)
+        field = smooth_fields(rng, n, 30.0, x, y)
         window = (np.arange(n) >= start) & (np.arange(n) < start + len(FACIES))
         share = rng.uniform(*cover, n) * np.where(window, 2.0 / 3.0, 1.0)
         threshold = np.array([np.quantile(f, 1.0 - c) for f, c in zip(field, share, strict=True)])
-        tilt = rng.uniform(-0.6, 0.6, n)
+        tilt = rng.uniform(-0.2, 0.2, n)
         secondary = np.where(share > 0, secondary, -1)
         return cls(primary=primary, secondary=secondary, body=field - threshold[:, None, None], tilt=tilt)
 
@@ -154,7 +155,8 @@ def flat_model(
     run_top = np.ones(labels.shape, bool)
     run_top[..., 1:] = labels[..., 1:] != labels[..., :-1]
     refl = np.zeros(unit.shape, np.float32)
-    for f, (name, stream) in enumerate(zip(FACIES, rng.spawn(len(FACIES)), strict=True)):
+    *streams, marker_stream = rng.spawn(len(FACIES) + 1)
+    for f, (name, stream) in enumerate(zip(FACIES, streams, strict=True)):
         idx = np.flatnonzero(labels == f)
         if idx.size == 0:
             continue
@@ -166,6 +168,7 @@ def flat_model(
             gj=gj,
             zeta=z,
             eta=z / thick.reshape(-1)[idx],
+            thickness=thick.reshape(-1)[idx].astype(float),
             unit=u,
             run_top=run_top.reshape(-1)[idx],
             n_units=n,
@@ -173,6 +176,8 @@ def flat_model(
             grid_y=gy,
         )
         refl.reshape(-1)[idx] = GENERATORS[name](stream, voxels)
+        if name != "massive":
+            refl.reshape(-1)[idx] += boundary(marker_stream, voxels)
     return labels, refl
 
 
@@ -184,6 +189,7 @@ class FaciesVoxels:
     gj: np.ndarray  # index into grid_y (crossline axis)
     zeta: np.ndarray  # samples below the unit top, >= 0
     eta: np.ndarray  # zeta / unit thickness, in [0, 1)
+    thickness: np.ndarray  # thickness of the unit at the voxel's trace, samples
     unit: np.ndarray  # unit index, 0 = top of the stack
     run_top: np.ndarray  # first voxel of its facies in its column (the top of a body of this facies)
     n_units: int
@@ -270,19 +276,19 @@ def _lateral(rng: np.random.Generator, v: FaciesVoxels, corr: float) -> np.ndarr
 
 
 def parallel(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
-    table = spike_table(rng, v.n_units, _length(v), (6.0, 11.0), (0.6, 1.0))
-    gain = rng.uniform(0.7, 1.2, v.n_units)[v.unit]
-    return sample_table(table, v.unit, v.zeta) * gain * (1.0 + 0.2 * _lateral(rng, v, 40.0))
+    table = spike_table(rng, v.n_units, _length(v), PARALLEL_SPACING, (0.75, 1.1))
+    return sample_table(table, v.unit, v.zeta) * (1.0 + 0.15 * _lateral(rng, v, 40.0))
 
 
 def transparent(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
-    table = rng.normal(size=(v.n_units, _length(v)))
-    gain = rng.uniform(0.10, 0.22, v.n_units)[v.unit]
-    layered = sample_table(table, v.unit, v.zeta) * (1.0 + 0.5 * _lateral(rng, v, 6.0))
-    return gain * (0.8 * layered + 0.6 * rng.normal(size=v.zeta.shape))
+    tables = ndimage.gaussian_filter1d(rng.normal(size=(2, v.n_units, _length(v))), TRANSPARENT_SMOOTH, axis=-1)
+    tables /= tables.std()
+    mix = 0.5 + 0.5 * _lateral(rng, v, 6.0)
+    layered = sample_table(tables[0], v.unit, v.zeta) * mix + sample_table(tables[1], v.unit, v.zeta) * (1 - mix)
+    return TRANSPARENT_GAIN * layered * (1.0 + 0.15 * _lateral(rng, v, 30.0))
 
 
-def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 5.0, tier: float = 6.0) -> np.ndarray:
+def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 5.0, tier: float = 7.0) -> np.ndarray:
     """Cells (jittered-lattice Voronoi, redrawn every ``tier`` samples) each holding reflector segments of one
     random dip, offset and strength: short, discontinuous reflections."""
     n_tiers = int(float(v.zeta.max(initial=0.0)) // tier) + 3
@@ -291,8 +297,8 @@ def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 5.0, tier: 
     seed_xy = rng.uniform(0.0, cell, size=(2, *shape)).reshape(2, -1)
     dip = rng.uniform(-1.2, 1.2, size=(2, *shape)).reshape(2, -1)
     offset = rng.uniform(20.0, 40.0, shape).reshape(-1)
-    size = (rng.uniform(0.45, 1.25, shape) * rng.uniform(0.7, 1.2, shape)).reshape(-1)
-    table = spike_table(rng, v.n_units, _length(v, 60.0), (3.0, 7.0), (0.4, 1.0))
+    size = CHAOTIC_GAIN * rng.uniform(0.2, 1.4, shape).reshape(-1)
+    table = spike_table(rng, v.n_units, _length(v, 60.0), CHAOTIC_SPACING, (0.3, 1.0))
     wobble = smooth_fields(rng, 1, 20.0, v.grid_x, v.grid_y)[0][v.gi, v.gj]
     level = np.clip(((v.zeta + 3.0 * (1.0 + wobble)) / tier).astype(np.intp), 0, n_tiers - 1)
     # cell of every lateral grid point, per unit present and tier: nearest seed among the 3 x 3 lattice
@@ -319,34 +325,52 @@ def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 5.0, tier: 
 
 
 def thin_bedded(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
-    table = spike_table(rng, v.n_units, _length(v, 0.2 * _length(v)), (1.5, 3.2), (0.3, 0.7), alternate=True)
-    gain = rng.uniform(0.6, 1.05, v.n_units)[v.unit]
+    table = spike_table(rng, v.n_units, _length(v, 0.2 * _length(v)), (1.5, 3.0), (0.3, 0.7), alternate=True)
     stretch = 1.0 + 0.1 * _lateral(rng, v, 30.0)
-    return sample_table(table, v.unit, v.zeta * stretch) * gain * (1.0 + 0.2 * _lateral(rng, v, 25.0))
+    gain = THIN_GAIN * (1.0 + 0.15 * _lateral(rng, v, 25.0))
+    return sample_table(table, v.unit, v.zeta * stretch) * gain
 
 
 def massive(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
-    top = rng.choice([-1.0, 1.0], size=v.n_units) * rng.uniform(1.0, 1.6, v.n_units)
+    top = rng.choice([-1.0, 1.0], size=v.n_units) * rng.uniform(*MASSIVE_TOP, v.n_units)
     return np.where(v.run_top, top[v.unit] * (1.0 + 0.1 * _lateral(rng, v, 30.0)), 0.0)
 
 
 def clinoform(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
-    """Layers of constant ``q = along - W logit(eta')``: sigmoids that flatten towards the top and base."""
+    """Layers of constant ``q = along - W logit(eta')``: sigmoids that flatten towards the top and base,
+    about ``CLINO_PERIOD`` samples apart vertically in the middle of the unit."""
     n = v.n_units
     azimuth = rng.uniform(0.0, 2.0 * np.pi, n)[v.unit]
-    width = rng.uniform(5.0, 10.0, n)[v.unit]
     wavelength = rng.uniform(8.0, 14.0, n)[v.unit]
+    period = CLINO_PERIOD[0] + (CLINO_PERIOD[1] - CLINO_PERIOD[0]) * (0.5 + 0.5 * _lateral(rng, v, 30.0))
+    width = wavelength * v.thickness / (2.4 * period)
     bend = rng.uniform(-0.01, 0.01, n)[v.unit]
     phase = rng.uniform(0.0, 2.0 * np.pi, n)[v.unit]
-    gain = rng.uniform(0.15, 0.3, n)[v.unit]
     x, y = v.x - v.grid_x.mean(), v.y - v.grid_y.mean()
     along = x * np.cos(azimuth) + y * np.sin(azimuth)
     across = -x * np.sin(azimuth) + y * np.cos(azimuth)
-    eta = 0.1 + 0.8 * np.clip(v.eta, 0.0, 1.0)
+    eta = 0.2 + 0.6 * np.clip(v.eta, 0.0, 1.0)
     q = along + bend * across**2 - width * np.log(eta / (1.0 - eta))
-    taper = np.sin(np.pi * np.clip(v.eta, 0.0, 1.0))
-    return gain * taper * np.cos(2.0 * np.pi * q / wavelength + phase)
+    taper = 0.6 + 0.4 * np.sin(np.pi * np.clip(v.eta, 0.0, 1.0))
+    return CLINO_GAIN * taper * np.cos(2.0 * np.pi * q / wavelength + phase)
 
+
+def boundary(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
+    """The reflector at the top of every run of a facies but ``massive`` (which has its own, brighter)."""
+    size = rng.choice([-1.0, 1.0], size=v.n_units) * rng.uniform(*BOUNDARY_SIZE, v.n_units)
+    return np.where(v.run_top, size[v.unit] * (1.0 + 0.1 * _lateral(rng, v, 30.0)), 0.0)
+
+
+PARALLEL_SPACING = (12.0, 20.0)
+TRANSPARENT_SMOOTH = 1.5
+TRANSPARENT_GAIN = 0.14
+CHAOTIC_SPACING = (2.5, 6.0)
+CHAOTIC_GAIN = 1.0
+THIN_GAIN = 1.1
+MASSIVE_TOP = (1.5, 2.0)
+CLINO_PERIOD = (8.0, 11.0)
+CLINO_GAIN = 0.2
+BOUNDARY_SIZE = (0.6, 1.0)
 
 GENERATORS: dict[str, Callable[[np.random.Generator, FaciesVoxels], np.ndarray]] = {
     "parallel": parallel,

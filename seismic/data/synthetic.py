@@ -55,17 +55,17 @@ class SyntheticSurveyConfig:
 
     n_inlines: int = 128
     n_crosslines: int = 96
-    n_samples: int = 256
+    n_samples: int = 384
     dt_ms: float = 4.0
     seed: int = 0
-    n_units: int = 14  # units of the main stack (>= number of facies; facies repeat)
-    thickness_variation: float = 0.4  # unit thickness varies laterally by up to +-this fraction
+    n_units: int = 8  # units of the main stack (>= number of facies; facies repeat)
+    thickness_variation: float = 0.3  # unit thickness varies laterally by up to +-this fraction
     thickness_correlation: float = 24.0  # lateral correlation length of the thickness fields, traces
     fold_bumps: int = 6  # Gaussian bumps of the fold shift field
     fold_amplitude: float = 18.0  # largest bump height, samples (each bump is +-uniform up to this)
     fold_width: tuple[float, float] = (12.0, 36.0)  # bump standard deviation, traces
     fold_dip: float = 0.05  # largest linear dip along each axis, samples per trace
-    facies_bodies: tuple[float, float] = (0.2, 0.5)  # share of a unit taken by secondary-facies bodies
+    facies_bodies: tuple[float, float] = (0.1, 0.3)  # share of a unit taken by secondary-facies bodies
     n_faults: int = 3
     fault_dip_deg: tuple[float, float] = (55.0, 75.0)
     fault_throw: tuple[float, float] = (4.0, 12.0)  # vertical throw, samples; normal faults
