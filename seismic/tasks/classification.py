@@ -190,7 +190,8 @@ class FaciesClassificationTask(L.LightningModule):
                     f"{self.net.input_ndim}D input"
                 )
             length = int(window.get("length", 64))
-            shape = (1, length) if window_ndim == 1 else (1, width, length)
+            channels = int(getattr(self.net, "in_channels", 1))
+            shape = (channels, length) if window_ndim == 1 else (channels, width, length)
             self.example_input_array = torch.zeros(1, *shape)
 
         metrics = build_metrics(num_classes, self.class_names)

@@ -142,6 +142,19 @@ def test_fit_test_predict_and_reload(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", list_models())
+def test_bf16_mixed_precision_and_model_summary(name, tmp_path):
+    """The CUDA recipe's autocast path, on CPU; the summary runs ``example_input_array`` through the net."""
+    task = make_task(name)
+    data = random_data(task, 32)
+    run = trainer(tmp_path, fast_dev_run=1, precision="bf16-mixed", enable_model_summary=True)
+    run.fit(task, loader(data, shuffle=True), loader(data))
+    assert np.isfinite(float(run.callback_metrics["train/loss"]))
+    assert MONITOR in run.callback_metrics
+    out = run.predict(task, loader(data))[0]
+    assert out["probabilities"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", list_models())
 def test_overfits_centre_coded_data(name, tmp_path):
     task = make_task(
         name,
