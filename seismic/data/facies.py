@@ -1,17 +1,30 @@
 """Facies model of the synthetic survey (:mod:`seismic.data.synthetic`): stack, facies plan, reflectivity.
 
-The model is built in flat "geological time" coordinates: a stack of units whose thickness varies
-laterally (:func:`build_stack`), each with a primary facies and bodies of a secondary one
-(:class:`FaciesPlan`). A generator receives every voxel of its facies with the voxel's place in its unit
-(:class:`FaciesVoxels`) and returns the reflectivity there. Each facies has its own texture, and amplitude
-ranges overlap on purpose so that a classifier has to read texture, not brightness:
+The model is built in flat "geological time" coordinates: a stack of thick units whose thickness varies
+laterally (:func:`build_stack`), each with a primary facies and column-like bodies of a secondary one
+(:class:`FaciesPlan`: near-vertical lateral contacts, so a body replaces the unit's facies over its whole
+thickness instead of adding contacts inside a trace). A generator receives every voxel of its facies with the
+voxel's place in its unit (:class:`FaciesVoxels`) and returns the reflectivity there; every run of a facies
+but ``massive`` starts with a moderate boundary reflector (:func:`boundary`), as facies contacts do.
 
-- ``parallel``: continuous, parallel, high-amplitude reflectors a few samples apart.
-- ``transparent``: weak, dense, only partly continuous reflectivity (close to the noise floor).
-- ``chaotic``: short reflector segments with random dips, broken laterally and vertically into cells.
-- ``thin_bedded``: dense alternating-polarity thin beds (high frequency), laterally continuous.
-- ``massive``: one bright reflector at the top of the body and an exactly quiet (zero) interior.
-- ``clinoform``: sigmoidal layers prograding along a random azimuth, truncated at the unit top and base.
+Each facies has a character that a single trace window of ~64 samples (30 Hz wavelet, 10 dB noise) shows;
+interior RMS levels after the survey's scaling to unit RMS (noise RMS 0.32) are given in brackets. The loud
+facies overlap in level, so a classifier has to read texture, not brightness:
+
+- ``parallel`` (~1.0): isolated bright reflectors 14-19 samples apart, quiet between, laterally continuous.
+- ``transparent`` (~0.6): weak, low-frequency, partly continuous reflectivity, about twice the noise level.
+- ``chaotic`` (~1.4): dense reflector segments with random dips and strengths in small cells redrawn every
+  6 samples: discontinuous laterally, bursty vertically.
+- ``thin_bedded`` (~1.1): near-periodic alternating-polarity thin beds ~2 samples apart: the highest
+  frequency, laterally continuous.
+- ``massive`` (noise only inside): one bright reflector (1.6-2x) at the top of the body and an exactly quiet
+  (zero) interior.
+- ``clinoform`` (~1.0): a near-monochromatic oscillation (vertical period 6.5-9 samples) of sigmoidal layers
+  prograding in several lobes with their own azimuths, i.e. dipping in most sections.
+
+Layered facies read their per-unit sequence along a gently warped, laterally shifted depth axis with laterally
+varying reflector strength (:func:`_layered`), and parameter ranges vary laterally inside each unit, so one
+survey already holds the variety that a survey with other draws shows.
 """
 
 from __future__ import annotations
@@ -48,8 +61,9 @@ def facies_sequence(rng: np.random.Generator, n: int, start: int) -> np.ndarray:
 @dataclass(frozen=True)
 class FaciesPlan:
     """Facies of every flat voxel: each unit has a primary facies and holds bodies of a secondary facies
-    where ``body + tilt * (eta - 0.5) > 0`` (lateral facies change with inclined contacts), so that a
-    facies is not tied to a depth. Bodies cover less of the units of the one-of-each window."""
+    where ``body + tilt * (eta - 0.5) > 0`` (lateral facies change with steep contacts: a body mostly spans
+    the unit's whole thickness, so it adds few contacts inside a trace), so that a facies is not tied to a
+    depth. Bodies cover less of the units of the one-of-each window."""
 
     primary: np.ndarray  # (n,)
     secondary: np.ndarray  # (n,), -1 for none
@@ -265,6 +279,21 @@ def sample_table(table: np.ndarray, row: np.ndarray, pos: np.ndarray) -> np.ndar
     return table[row, p0] * (1.0 - frac) + table[row, p0 + 1] * frac
 
 
+# Texture parameters (samples; reflectivity units before the survey's scaling to unit RMS).
+PARALLEL_SPACING = (14.0, 19.0)
+PARALLEL_GAIN = 1.1
+TRANSPARENT_SMOOTH = 2.5
+TRANSPARENT_GAIN = 0.2
+CHAOTIC_SPACING = (2.0, 5.0)
+CHAOTIC_GAIN = 1.25
+THIN_GAIN = 1.5
+THIN_SPACING = (1.8, 2.3)
+MASSIVE_TOP = (1.6, 2.0)
+CLINO_PERIOD = (6.5, 9.0)
+CLINO_GAIN = 0.2
+BOUNDARY_SIZE = (0.5, 0.8)
+
+
 def _length(v: FaciesVoxels, extra: float = 0.0) -> int:
     return int(np.ceil(float(v.zeta.max(initial=0.0)) + extra)) + 3
 
@@ -275,20 +304,51 @@ def _lateral(rng: np.random.Generator, v: FaciesVoxels, corr: float) -> np.ndarr
     return fields[v.unit, v.gi, v.gj]
 
 
+def _knot_fields(rng: np.random.Generator, v: FaciesVoxels, spacing: float, corr: float) -> np.ndarray:
+    """A smooth lateral field per unit and depth knot (knots ``spacing`` samples apart), linearly
+    interpolated between the knots at every voxel: a field that varies laterally and with depth."""
+    n_knots = int(float(v.zeta.max(initial=0.0)) // spacing) + 2
+    units = np.unique(v.unit)
+    rows = (units[:, None] * n_knots + np.arange(n_knots)).ravel()
+    fields = smooth_fields(rng, v.n_units * n_knots, corr, v.grid_x, v.grid_y, rows=rows)
+    k = v.zeta / spacing
+    k0 = np.minimum(k.astype(np.intp), n_knots - 2)
+    frac = k - k0
+    row = v.unit * n_knots + k0
+    return fields[row, v.gi, v.gj] * (1.0 - frac) + fields[row + 1, v.gi, v.gj] * frac
+
+
+def _layered(
+    rng: np.random.Generator, v: FaciesVoxels, table: np.ndarray, shift: float, wobble: float, dimming: float
+) -> np.ndarray:
+    """``table[unit]`` read along a laterally varying, gently warped depth axis, with reflector strength
+    varying laterally: layers stay continuous from trace to trace, yet no two distant traces read the same
+    sequence (a per-unit table alone would repeat one sequence across the whole unit)."""
+    pos = v.zeta * (1.0 + 0.1 * _lateral(rng, v, 40.0)) + shift * (1.0 + _lateral(rng, v, 50.0))
+    pos += wobble * _knot_fields(rng, v, 12.0, 30.0)
+    gain = 1.0 + dimming * _knot_fields(rng, v, 10.0, 20.0)
+    return sample_table(table, v.unit, pos) * gain
+
+
 def parallel(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
-    table = spike_table(rng, v.n_units, _length(v), PARALLEL_SPACING, (0.75, 1.1))
-    return sample_table(table, v.unit, v.zeta) * (1.0 + 0.15 * _lateral(rng, v, 40.0))
+    """Isolated bright reflectors, regularly spaced, laterally continuous, quiet in between."""
+    table = spike_table(rng, v.n_units, _length(v, 0.2 * _length(v) + 40.0), PARALLEL_SPACING, (0.85, 1.15))
+    return PARALLEL_GAIN * _layered(rng, v, table, 20.0, 4.0, 0.4)
 
 
 def transparent(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
-    tables = ndimage.gaussian_filter1d(rng.normal(size=(2, v.n_units, _length(v))), TRANSPARENT_SMOOTH, axis=-1)
+    """Weak, low-frequency, partly continuous reflectivity: clearly above the noise, far below the rest."""
+    n = _length(v, 0.2 * _length(v) + 40.0)
+    tables = ndimage.gaussian_filter1d(rng.normal(size=(2, v.n_units, n)), TRANSPARENT_SMOOTH, axis=-1)
     tables /= tables.std()
     mix = 0.5 + 0.5 * _lateral(rng, v, 6.0)
-    layered = sample_table(tables[0], v.unit, v.zeta) * mix + sample_table(tables[1], v.unit, v.zeta) * (1 - mix)
-    return TRANSPARENT_GAIN * layered * (1.0 + 0.15 * _lateral(rng, v, 30.0))
+    return TRANSPARENT_GAIN * (
+        _layered(rng, v, tables[0], 20.0, 4.0, 0.3) * mix
+        + _layered(rng, v, tables[1], 20.0, 4.0, 0.3) * (1 - mix)
+    )
 
 
-def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 5.0, tier: float = 7.0) -> np.ndarray:
+def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 5.0, tier: float = 6.0) -> np.ndarray:
     """Cells (jittered-lattice Voronoi, redrawn every ``tier`` samples) each holding reflector segments of one
     random dip, offset and strength: short, discontinuous reflections."""
     n_tiers = int(float(v.zeta.max(initial=0.0)) // tier) + 3
@@ -297,7 +357,7 @@ def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 5.0, tier: 
     seed_xy = rng.uniform(0.0, cell, size=(2, *shape)).reshape(2, -1)
     dip = rng.uniform(-1.2, 1.2, size=(2, *shape)).reshape(2, -1)
     offset = rng.uniform(20.0, 40.0, shape).reshape(-1)
-    size = CHAOTIC_GAIN * rng.uniform(0.2, 1.4, shape).reshape(-1)
+    size = CHAOTIC_GAIN * rng.uniform(0.1, 1.6, shape).reshape(-1)
     table = spike_table(rng, v.n_units, _length(v, 60.0), CHAOTIC_SPACING, (0.3, 1.0))
     wobble = smooth_fields(rng, 1, 20.0, v.grid_x, v.grid_y)[0][v.gi, v.gj]
     level = np.clip(((v.zeta + 3.0 * (1.0 + wobble)) / tier).astype(np.intp), 0, n_tiers - 1)
@@ -325,10 +385,10 @@ def chaotic(rng: np.random.Generator, v: FaciesVoxels, cell: float = 5.0, tier: 
 
 
 def thin_bedded(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
-    table = spike_table(rng, v.n_units, _length(v, 0.2 * _length(v)), (1.5, 3.0), (0.3, 0.7), alternate=True)
-    stretch = 1.0 + 0.1 * _lateral(rng, v, 30.0)
-    gain = THIN_GAIN * (1.0 + 0.15 * _lateral(rng, v, 25.0))
-    return sample_table(table, v.unit, v.zeta * stretch) * gain
+    """Dense alternating-polarity thin beds (high frequency), laterally continuous."""
+    n = _length(v, 0.2 * _length(v) + 40.0)
+    table = spike_table(rng, v.n_units, n, THIN_SPACING, (0.4, 0.6), alternate=True)
+    return THIN_GAIN * _layered(rng, v, table, 20.0, 2.0, 0.4)
 
 
 def massive(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
@@ -336,23 +396,30 @@ def massive(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
     return np.where(v.run_top, top[v.unit] * (1.0 + 0.1 * _lateral(rng, v, 30.0)), 0.0)
 
 
-def clinoform(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
-    """Layers of constant ``q = along - W logit(eta')``: sigmoids that flatten towards the top and base,
-    about ``CLINO_PERIOD`` samples apart vertically in the middle of the unit."""
+def clinoform(rng: np.random.Generator, v: FaciesVoxels, n_lobes: int = 3) -> np.ndarray:
+    """Prograding lobes: each holds layers of constant ``q = along - W logit(eta')`` (sigmoids that flatten
+    towards the top and base, about ``CLINO_PERIOD`` samples apart vertically in the middle of the unit) along
+    its own azimuth, the lobes meeting at steep lateral contacts (where the largest of ``n_lobes`` smooth
+    fields changes), so a unit shows several progradation directions (and apparent dips) and a survey
+    covers them."""
     n = v.n_units
-    azimuth = rng.uniform(0.0, 2.0 * np.pi, n)[v.unit]
-    wavelength = rng.uniform(8.0, 14.0, n)[v.unit]
-    period = CLINO_PERIOD[0] + (CLINO_PERIOD[1] - CLINO_PERIOD[0]) * (0.5 + 0.5 * _lateral(rng, v, 30.0))
-    width = wavelength * v.thickness / (2.4 * period)
-    bend = rng.uniform(-0.01, 0.01, n)[v.unit]
-    phase = rng.uniform(0.0, 2.0 * np.pi, n)[v.unit]
-    x, y = v.x - v.grid_x.mean(), v.y - v.grid_y.mean()
-    along = x * np.cos(azimuth) + y * np.sin(azimuth)
-    across = -x * np.sin(azimuth) + y * np.cos(azimuth)
     eta = 0.2 + 0.6 * np.clip(v.eta, 0.0, 1.0)
-    q = along + bend * across**2 - width * np.log(eta / (1.0 - eta))
+    logit = np.log(eta / (1.0 - eta))
+    period = CLINO_PERIOD[0] + (CLINO_PERIOD[1] - CLINO_PERIOD[0]) * (0.5 + 0.5 * _lateral(rng, v, 30.0))
+    x, y = v.x - v.grid_x.mean(), v.y - v.grid_y.mean()
+    lobe_of = np.argmax(np.stack([_lateral(rng, v, 25.0) for _ in range(n_lobes)]), axis=0)
+    out = np.zeros(v.zeta.shape)
+    for lobe in range(n_lobes):
+        azimuth = rng.uniform(0.0, 2.0 * np.pi, n)[v.unit]
+        wavelength = rng.uniform(8.0, 14.0, n)[v.unit]
+        bend = rng.uniform(-0.01, 0.01, n)[v.unit]
+        phase = rng.uniform(0.0, 2.0 * np.pi, n)[v.unit]
+        along = x * np.cos(azimuth) + y * np.sin(azimuth)
+        across = -x * np.sin(azimuth) + y * np.cos(azimuth)
+        q = along + bend * across**2 - wavelength * v.thickness / (2.4 * period) * logit
+        out = np.where(lobe_of == lobe, np.cos(2.0 * np.pi * q / wavelength + phase), out)
     taper = 0.6 + 0.4 * np.sin(np.pi * np.clip(v.eta, 0.0, 1.0))
-    return CLINO_GAIN * taper * np.cos(2.0 * np.pi * q / wavelength + phase)
+    return CLINO_GAIN * taper * out
 
 
 def boundary(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
@@ -360,17 +427,6 @@ def boundary(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
     size = rng.choice([-1.0, 1.0], size=v.n_units) * rng.uniform(*BOUNDARY_SIZE, v.n_units)
     return np.where(v.run_top, size[v.unit] * (1.0 + 0.1 * _lateral(rng, v, 30.0)), 0.0)
 
-
-PARALLEL_SPACING = (12.0, 20.0)
-TRANSPARENT_SMOOTH = 1.5
-TRANSPARENT_GAIN = 0.14
-CHAOTIC_SPACING = (2.5, 6.0)
-CHAOTIC_GAIN = 1.0
-THIN_GAIN = 1.1
-MASSIVE_TOP = (1.5, 2.0)
-CLINO_PERIOD = (8.0, 11.0)
-CLINO_GAIN = 0.2
-BOUNDARY_SIZE = (0.6, 1.0)
 
 GENERATORS: dict[str, Callable[[np.random.Generator, FaciesVoxels], np.ndarray]] = {
     "parallel": parallel,

@@ -5,12 +5,15 @@ plus planar faults, then convolution with a wavelet), built so that labels and a
 
 1. A stack of units in flat "geological time" coordinates ``(inline, crossline, tau)``. The main stack of
    ``n_units`` units fills ``tau`` in ``[0, n_samples)`` at every trace; unit thickness varies laterally
-   (smooth random fields), and a unit thins but never vanishes. Extra units above and below fill the margin
-   that deformation pulls into view. Each unit has a primary facies in a seeded order and bodies of a
+   (smooth random fields), and a unit thins but never vanishes. Units are thick (~90 samples by default)
+   against the ~64-sample windows a model reads, so most windows lie inside one unit and the label at the
+   centre rarely hinges on the exact position of a contact. Extra units above and below fill the margin that
+   deformation pulls into view. Each unit has a primary facies in a seeded order and column-like bodies of a
    secondary facies (lateral facies change), so a facies occurs at many depths. Six consecutive units that
    the deformation leaves visible in every inline and crossline hold one of each facies, so every facies is
    present in any inline or crossline block; the others are balanced and never repeat within two units.
-   Each facies fills its voxels with its own reflectivity texture (:mod:`seismic.data.facies`).
+   Each facies fills its voxels with its own reflectivity texture (:mod:`seismic.data.facies`), with its
+   parameters varying laterally so one survey shows the range that a survey from another seed draws.
 2. One deformation maps each output sample to a source point of the flat model: planar normal faults are
    undone youngest first (the hanging wall slid down-dip, vertical throw ``throw``), then folding, a vertical
    shift ``s = linear dip + (0.5 + t / n_samples) * sum of Gaussian bumps``. The reflectivity is sampled
@@ -38,7 +41,7 @@ from seismic.data.survey import Survey
 __all__ = ["FACIES", "GENERATOR_VERSION", "SyntheticSurveyConfig", "generate_survey", "ricker"]
 
 GENERATOR = "seismic.data.synthetic"
-GENERATOR_VERSION = 1  # bump whenever the output for a given config changes
+GENERATOR_VERSION = 2  # bump whenever the output for a given config changes
 _SLAB_VOXELS = 1 << 19  # output voxels deformed per pass: bounds the memory of the coordinate arrays
 
 _INT_MIN = {"n_inlines": 1, "n_crosslines": 1, "n_samples": 1, "seed": 0, "n_units": len(FACIES)}
@@ -55,17 +58,17 @@ class SyntheticSurveyConfig:
 
     n_inlines: int = 128
     n_crosslines: int = 96
-    n_samples: int = 384
+    n_samples: int = 640
     dt_ms: float = 4.0
     seed: int = 0
-    n_units: int = 8  # units of the main stack (>= number of facies; facies repeat)
+    n_units: int = 7  # units of the main stack (>= number of facies; facies repeat); ~91 samples each
     thickness_variation: float = 0.3  # unit thickness varies laterally by up to +-this fraction
     thickness_correlation: float = 24.0  # lateral correlation length of the thickness fields, traces
     fold_bumps: int = 6  # Gaussian bumps of the fold shift field
     fold_amplitude: float = 18.0  # largest bump height, samples (each bump is +-uniform up to this)
     fold_width: tuple[float, float] = (12.0, 36.0)  # bump standard deviation, traces
     fold_dip: float = 0.05  # largest linear dip along each axis, samples per trace
-    facies_bodies: tuple[float, float] = (0.1, 0.3)  # share of a unit taken by secondary-facies bodies
+    facies_bodies: tuple[float, float] = (0.25, 0.45)  # share of a unit taken by secondary-facies bodies
     n_faults: int = 3
     fault_dip_deg: tuple[float, float] = (55.0, 75.0)
     fault_throw: tuple[float, float] = (4.0, 12.0)  # vertical throw, samples; normal faults

@@ -68,7 +68,7 @@ def test_shapes_dtypes_names_and_provenance(tmp_path):
 
 
 def test_default_survey_has_every_facies_in_every_inline_block(default_survey):
-    assert default_survey.shape == (128, 96, 256)
+    assert default_survey.shape == (128, 96, 640)
     labels = default_survey.labels
     assert set(np.unique(labels)) == set(range(len(FACIES)))
     for block in inline_blocks(labels.shape[0]):
@@ -237,20 +237,20 @@ def test_facies_differ_by_texture_and_depth_does_not_give_them_away(default_surv
     coherence, crossings, quiet = s["coherence"], s["crossings"], s["quiet"]
     # designed characters
     assert coherence[idx["parallel"]] > coherence[idx["chaotic"]] + 0.08
-    assert coherence[idx["parallel"]] > coherence[idx["transparent"]] + 0.15
+    assert coherence[idx["parallel"]] > coherence[idx["transparent"]] + 0.1
     assert crossings[idx["thin_bedded"]] > np.delete(crossings, idx["thin_bedded"]).max() + 0.03
     loud = [idx[name] for name in ("parallel", "chaotic", "thin_bedded", "clinoform")]
-    assert quiet[idx["massive"]] > quiet[loud].max() + 0.1 and quiet[idx["transparent"]] > quiet[loud].max()
-    assert s["rms"][idx["transparent"]] < s["rms"][idx["parallel"]]
+    assert quiet[idx["massive"]] > quiet[loud].max() + 0.3 and quiet[idx["transparent"]] > quiet[loud].max()
+    # transparent sits between the noise-only massive interior and the loud facies
+    assert s["rms"][idx["massive"]] < s["rms"][idx["transparent"]] < s["rms"][loud].min()
     # no two facies share a texture signature
     signature = np.stack([coherence / 0.05, crossings / 0.01, quiet / 0.05], axis=1)
     distance = np.linalg.norm(signature[:, None] - signature[None], axis=-1)
     assert distance[~np.eye(len(FACIES), dtype=bool)].min() > 1.5
-    # amplitude alone does not separate them: the RMS levels lie within 35 % of each other (transparent
-    # aside), and the local-RMS interquartile ranges of all facies but the transparent one overlap
-    rms = np.delete(s["rms"], idx["transparent"])
-    assert rms.max() < 1.35 * rms.min()
-    quartiles = np.delete(s["local_rms_quartiles"], idx["transparent"], axis=0)
+    # amplitude alone does not separate the loud facies: their RMS levels lie within 50 % of each other and
+    # their local-RMS interquartile ranges overlap
+    assert s["rms"][loud].max() < 1.5 * s["rms"][loud].min()
+    quartiles = s["local_rms_quartiles"][loud]
     assert quartiles[:, 0].max() < quartiles[:, 1].min()
     # each facies occurs over a wide range of depths
     assert s["depth_spread"].min() > 0.3, s["depth_spread"]
@@ -294,7 +294,7 @@ def test_from_mapping_accepts_omegaconf_containers():
         ({"snr_db": float("nan")}, r"snr_db must be finite"),
         ({"dt_ms": 0}, r"dt_ms must be > 0"),
         ({"n_units": 3}, r"n_units must be >= 6"),
-        ({"n_samples": 40}, r"n_units is 14"),
+        ({"n_samples": 20}, r"n_units is 7"),
         ({"fault_throw": (9, 3)}, r"fault_throw must be \(low, high\)"),
         ({"fold_width": 5}, r"fold_width must be a \(low, high\) pair"),
         ({"fault_dip_deg": (5, 60)}, r"fault_dip_deg must lie in \[15, 90\]"),
