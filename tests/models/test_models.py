@@ -27,14 +27,7 @@ NUM_CLASSES = 5
 T, W = 64, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread is as fast, and avoids oversubscribing a busy CI machine (with
-    several torch processes on 2 cores, spinning OpenMP threads made these tests 10-20x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def make(name: str, **kwargs) -> nn.Module:
