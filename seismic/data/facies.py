@@ -5,7 +5,7 @@ laterally (:func:`build_stack`), each with a primary facies and column-like bodi
 (:class:`FaciesPlan`: near-vertical lateral contacts, so a body replaces the unit's facies over its whole
 thickness instead of adding contacts inside a trace). A generator receives every voxel of its facies with the
 voxel's place in its unit (:class:`FaciesVoxels`) and returns the reflectivity there; every run of a facies
-but ``massive`` starts with a moderate boundary reflector (:func:`seismic.data.textures.boundary`), as facies contacts do.
+but ``massive`` starts with a moderate boundary reflector (``textures.boundary``), as facies contacts do.
 
 Each facies has a character that a single trace window of ~64 samples (30 Hz wavelet, 10 dB noise) shows;
 interior RMS levels after the survey's scaling to unit RMS (noise RMS 0.32) are given in brackets. The loud
@@ -23,8 +23,8 @@ facies overlap in level, so a classifier has to read texture, not brightness:
   prograding in several lobes with their own azimuths, i.e. dipping in most sections.
 
 Layered facies read their per-unit sequence along a gently warped, laterally shifted depth axis with laterally
-varying reflector strength (:func:`seismic.data.textures._layered`), and parameter ranges vary laterally inside each unit, so one
-survey already holds the variety that a survey with other draws shows.
+varying reflector strength (``textures._layered``), and parameter ranges vary laterally inside each unit, so
+one survey already holds the variety that a survey with other draws shows.
 """
 
 from __future__ import annotations
