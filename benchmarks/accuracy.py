@@ -21,7 +21,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,6 @@ from sklearn.preprocessing import StandardScaler
 
 import seismic.config  # noqa: F401
 from seismic.data.datamodule import SeismicDataModule
-from seismic.data.survey import Survey
 from seismic.data.synthetic import SyntheticSurveyConfig, generate_survey
 from seismic.data.windows import Normalisation, WindowSpec, extract_windows, sample_centres
 from seismic.features import window_features
@@ -59,8 +57,11 @@ def compose_experiment(name: str, root: Path, extra: list[str]):
 
 
 def holdout_windows(cfg, seed: int, n: int, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray, float]:
-    params = SyntheticSurveyConfig.from_mapping(OmegaConf.to_container(cfg.data.survey, resolve=True))
-    survey = generate_survey(replace(params, seed=seed))
+    options = OmegaConf.to_container(cfg.data.survey, resolve=True)
+    trained_on = options.pop("seed")
+    if seed in (trained_on if isinstance(trained_on, list) else [trained_on]):
+        raise SystemExit(f"--holdout-seed {seed} is a training survey's seed; choose another")
+    survey = generate_survey(SyntheticSurveyConfig.from_mapping({**options, "seed": seed}))
     il, xl, t = sample_centres(survey.labels, n, spec, balance=False, seed=seed)
     return extract_windows(survey.amplitudes, il, xl, t, spec), survey.labels[il, xl, t], survey.dt_ms
 
@@ -77,10 +78,7 @@ def predict(task: FaciesClassificationTask, windows: np.ndarray, batch: int = 10
 
 def training_windows(dm: SeismicDataModule) -> tuple[np.ndarray, np.ndarray]:
     ds = dm.datasets["train"]
-    survey = Survey.load(dm.survey_dir)
-    lo, hi = ds.block
-    x = extract_windows(survey.amplitudes[lo:hi], ds.il, ds.xl, ds.t, ds.spec)
-    return x, survey.labels[lo:hi][ds.il, ds.xl, ds.t]
+    return ds.raw(np.arange(len(ds)))
 
 
 def scores(y: np.ndarray, pred: np.ndarray, class_names: list[str]) -> dict:

@@ -1,11 +1,14 @@
-"""LightningDataModule: cached survey -> inline-block splits -> window datasets.
+"""LightningDataModule: cached survey(s) -> inline-block splits -> window datasets.
 
-Datasets hold the survey folder's path, not its arrays, and memory-map them lazily in whichever process
-reads first: a ``np.memmap`` would otherwise be pickled whole into every DataLoader worker.
+Several surveys (``data.survey.seed=[0,1,2]``) are split alike; each split draws an equal share of its
+windows from its block of every survey, and the normalisation is fitted on all training blocks together.
+Datasets hold survey folders' paths, not their arrays, and memory-map them lazily in whichever process reads
+first: a ``np.memmap`` would otherwise be pickled whole into every DataLoader worker.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from seismic.data.sources import materialise_survey
+from seismic.data.sources import materialise_surveys
 from seismic.data.survey import Survey, read_survey_meta
 from seismic.data.windows import (
     NORMALISATION_DEFAULTS,
@@ -31,50 +34,69 @@ from seismic.data.windows import (
 
 
 class WindowDataset(Dataset):
-    """Windows of one split: centres are positions inside the split's inline block ``[lo, hi)``."""
+    """Windows of one split, drawn from one inline block ``[lo, hi)`` of each of one or more surveys.
+
+    ``parts[p]`` is ``(survey folder, (lo, hi))``; window ``i`` lies in part ``part[i]`` at the block-local
+    centre ``(il[i], xl[i], t[i])``.
+    """
 
     def __init__(
         self,
-        survey_dir: str | Path,
-        block: tuple[int, int],
+        parts: Sequence[tuple[str | Path, tuple[int, int]]],
+        part: np.ndarray,
         centres: tuple[np.ndarray, np.ndarray, np.ndarray],
         spec: WindowSpec,
         normalisation: Normalisation,
     ) -> None:
-        self.survey_dir = Path(survey_dir)
-        self.block = block
+        self.parts = [(Path(folder), (int(lo), int(hi))) for folder, (lo, hi) in parts]
+        self.part = np.asarray(part, dtype=np.int64)
         self.il, self.xl, self.t = (np.asarray(c, dtype=np.int64) for c in centres)
+        if not len(self.part) == len(self.il) == len(self.xl) == len(self.t):
+            raise ValueError("WindowDataset: part and centre arrays differ in length")
         self.spec = spec
         self.normalisation = normalisation
-        self._survey: Survey | None = None
+        self._surveys: dict[int, Survey] = {}
 
     def __len__(self) -> int:
         return len(self.il)
 
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._survey is None:
-            self._survey = Survey.load(self.survey_dir, mmap=True)
-        lo, hi = self.block
-        return self._survey.amplitudes[lo:hi], self._survey.labels[lo:hi]
+    def arrays(self, part: int) -> tuple[np.ndarray, np.ndarray]:
+        """Amplitudes and labels of a part's block (memory-mapped on first use in this process)."""
+        if part not in self._surveys:
+            self._surveys[part] = Survey.load(self.parts[part][0], mmap=True)
+        survey, (lo, hi) = self._surveys[part], self.parts[part][1]
+        return survey.amplitudes[lo:hi], survey.labels[lo:hi]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_survey": None}
+        return {**self.__dict__, "_surveys": {}}
+
+    def raw(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Windows (before normalisation) and centre labels, as numpy: one vectorised gather per part."""
+        idx = np.asarray(indices, dtype=np.int64)
+        parts = self.part[idx]
+        windows = np.empty((len(idx), *self.spec.sample_shape), dtype=np.float32)
+        targets = np.empty(len(idx), dtype=np.int64)
+        for p in np.unique(parts):
+            rows = np.flatnonzero(parts == p) if len(self.parts) > 1 else slice(None)
+            sel = idx[rows]
+            amplitudes, labels = self.arrays(int(p))
+            windows[rows] = extract_windows(amplitudes, self.il[sel], self.xl[sel], self.t[sel], self.spec)
+            targets[rows] = labels[self.il[sel], self.xl[sel], self.t[sel]]
+        return windows, targets
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """A whole batch at once: one vectorised gather instead of ``batch_size`` small ones."""
-        idx = np.asarray(indices, dtype=np.int64)
-        amplitudes, labels = self._arrays()
-        windows = extract_windows(amplitudes, self.il[idx], self.xl[idx], self.t[idx], self.spec)
-        targets = np.asarray(labels[self.il[idx], self.xl[idx], self.t[idx]], dtype=np.int64)
+        windows, targets = self.raw(indices)
         return torch.from_numpy(self.normalisation.apply(windows)), torch.from_numpy(targets)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.__getitems__([index])
         return x[0], y[0]
 
-    def global_centres(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Centres in positions of the whole survey."""
-        return self.il + self.block[0], self.xl, self.t
+    def global_centres(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(part, il, xl, t)`` with inline positions of the whole survey instead of the block."""
+        lo = np.array([block[0] for _, block in self.parts], dtype=np.int64)
+        return self.part, self.il + lo[self.part], self.xl, self.t
 
 
 def _pass_through(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,46 +142,62 @@ class SeismicDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
-        self.survey_dir: Path | None = None
+        self.survey_dirs: list[Path] = []
         self.meta: dict[str, Any] = {}
-        self.blocks: dict[str, tuple[int, int]] = {}
+        self.blocks: list[dict[str, tuple[int, int]]] = []  # per survey
         self.normalisation: Normalisation | None = None
         self.datasets: dict[str, WindowDataset] = {}
 
     def prepare_data(self) -> None:
-        self.survey_dir = materialise_survey(
+        self.survey_dirs = materialise_surveys(
             self.source, self.cache_dir, survey=self.survey_options, segy=self.segy_options
         )
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        if self.survey_dir is None:
+        if not self.survey_dirs:
             self.prepare_data()
-        self.meta = read_survey_meta(self.survey_dir)
-        survey = Survey.load(self.survey_dir, mmap=True)
-        if survey.labels is None:
-            raise ValueError(f"{self.survey_dir}: the survey has no label volume; training needs labels")
-        self.blocks = self.split.blocks(survey.shape[0])
-        lo, hi = self.blocks["train"]
+        self.meta = merged_meta([read_survey_meta(d) for d in self.survey_dirs], self.survey_dirs)
+        surveys = [Survey.load(d, mmap=True) for d in self.survey_dirs]
+        for folder, survey in zip(self.survey_dirs, surveys, strict=True):
+            if survey.labels is None:
+                raise ValueError(f"{folder}: the survey has no label volume; training needs labels")
+        self.blocks = [self.split.blocks(survey.shape[0]) for survey in surveys]
+        train_blocks = [s.amplitudes[slice(*b["train"])] for s, b in zip(surveys, self.blocks, strict=True)]
         self.normalisation = fit_normalisation(
-            survey.amplitudes[lo:hi],
+            train_blocks,
             max_traces=int(self.normalisation_options["max_traces"]),
             clip_sigma=self.normalisation_options["clip_sigma"],
             seed=int(self.sampling["seed"]),
         )
         for offset, name in enumerate(SPLITS):
-            lo, hi = self.blocks[name]
-            centres = sample_centres(
-                survey.labels[lo:hi],
-                int(self.sampling[name]),
-                self.window,
-                balance=bool(self.sampling["balance_train"]) and name == "train",
-                seed=int(self.sampling["seed"]) + offset,
+            self.datasets[name] = self._split_dataset(name, offset, surveys)
+
+    def _split_dataset(self, name: str, offset: int, surveys: list[Survey]) -> WindowDataset:
+        n = int(self.sampling[name])
+        shares = np.full(len(surveys), n // len(surveys))
+        shares[: n - shares.sum()] += 1
+        parts, centres = [], []
+        for p, survey in enumerate(surveys):
+            lo, hi = self.blocks[p][name]
+            parts.append((self.survey_dirs[p], (lo, hi)))
+            centres.append(
+                sample_centres(
+                    survey.labels[lo:hi],
+                    int(shares[p]),
+                    self.window,
+                    balance=bool(self.sampling["balance_train"]) and name == "train",
+                    seed=int(self.sampling["seed"]) + offset + len(SPLITS) * p,
+                )
             )
-            self.datasets[name] = WindowDataset(
-                self.survey_dir, (lo, hi), centres, self.window, self.normalisation
-            )
+        return WindowDataset(
+            parts,
+            np.repeat(np.arange(len(surveys)), shares),
+            tuple(np.concatenate([c[axis] for c in centres]) for axis in range(3)),
+            self.window,
+            self.normalisation,
+        )
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -188,3 +226,22 @@ class SeismicDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def merged_meta(metas: list[dict[str, Any]], folders: list[Path]) -> dict[str, Any]:
+    """One survey's metadata, or for several: the first one's with a combined hash and provenance."""
+    if len(metas) == 1:
+        return metas[0]
+    for key in ("class_names", "dt_ms"):
+        for meta, folder in zip(metas[1:], folders[1:], strict=True):
+            if meta.get(key) != metas[0].get(key):
+                raise ValueError(
+                    f"{folder}: {key} {meta.get(key)!r} differs from {metas[0].get(key)!r} of {folders[0]}; "
+                    "surveys trained together must agree"
+                )
+    hashes = [str(meta.get("content_hash", "")) for meta in metas]
+    return {
+        **metas[0],
+        "content_hash": hashlib.sha256("+".join(hashes).encode()).hexdigest(),
+        "provenance": {"surveys": [meta.get("provenance", {}) for meta in metas], "content_hashes": hashes},
+    }

@@ -10,7 +10,7 @@ more sample before the centre than after it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -200,14 +200,25 @@ class Normalisation:
 
 
 def fit_normalisation(
-    block: np.ndarray, *, max_traces: int = 4096, clip_sigma: float | None = 5.0, seed: int = 0
+    blocks: np.ndarray | Sequence[np.ndarray],
+    *,
+    max_traces: int = 4096,
+    clip_sigma: float | None = 5.0,
+    seed: int = 0,
 ) -> Normalisation:
-    """Mean/std of a random subset of the block's traces (bounded reads on a memory-mapped survey)."""
-    n_il, n_xl, _ = block.shape
+    """Mean/std of a random subset of the traces of one block or of several (an equal share from each):
+    bounded reads on memory-mapped surveys."""
+    blocks = [blocks] if isinstance(blocks, np.ndarray) else list(blocks)
+    if not blocks:
+        raise ValueError("normalisation: no training block to fit on")
     rng = np.random.default_rng(seed)
-    n = min(max_traces, n_il * n_xl)
-    flat = np.sort(rng.choice(n_il * n_xl, size=n, replace=False))
-    traces = np.asarray(block[flat // n_xl, flat % n_xl], dtype=np.float64)
+    parts = []
+    for block in blocks:
+        n_il, n_xl, _ = block.shape
+        n = min(max(1, max_traces // len(blocks)), n_il * n_xl)
+        flat = np.sort(rng.choice(n_il * n_xl, size=n, replace=False))
+        parts.append(np.asarray(block[flat // n_xl, flat % n_xl], dtype=np.float64))
+    traces = np.concatenate(parts)
     std = float(traces.std())
     if not np.isfinite(std) or std == 0.0:
         raise ValueError("normalisation: training block has zero or non-finite amplitude spread")

@@ -34,13 +34,12 @@ def make_dm(tmp_path, **overrides) -> SeismicDataModule:
     return dm
 
 
-def footprint(dm: SeismicDataModule, name: str) -> set[int]:
-    """Global inline positions read by any window of the split."""
+def footprint(dm: SeismicDataModule, name: str, part: int = 0) -> set[int]:
+    """Global inline positions of one survey read by any window of the split."""
     ds = dm.datasets[name]
-    lo, hi = ds.block
-    il_idx, _, _ = window_trace_indices(
-        ds.il, ds.xl, ds.spec, (hi - lo, *dm.datasets[name]._arrays()[0].shape[1:])
-    )
+    (lo, hi), rows = ds.parts[part][1], ds.part == part
+    il_idx, _, _ = window_trace_indices(ds.il[rows], ds.xl[rows], ds.spec, ds.arrays(part)[0].shape)
+    assert il_idx.min() >= 0 and il_idx.max() < hi - lo
     return set((il_idx + lo).ravel().tolist())
 
 
@@ -70,8 +69,8 @@ def test_batches_have_the_contract_shapes_and_labels(tmp_path):
     assert dm.class_names == generate_survey(SyntheticSurveyConfig(**SMALL)).class_names
     # the target is the label at the window centre
     ds = dm.datasets["val"]
-    survey = Survey.load(dm.survey_dir)
-    il, xl, t = ds.global_centres()
+    survey = Survey.load(dm.survey_dirs[0])
+    _, il, xl, t = ds.global_centres()
     _, yv = ds.__getitems__(list(range(10)))
     assert yv.tolist() == survey.labels[il[:10], xl[:10], t[:10]].tolist()
 
@@ -87,15 +86,15 @@ def test_training_sampling_is_balanced_and_evaluation_is_not(tmp_path):
 
 def test_all_classes_present_in_every_split(tmp_path):
     dm = make_dm(tmp_path)
-    survey = Survey.load(dm.survey_dir)
-    for lo, hi in dm.blocks.values():
+    survey = Survey.load(dm.survey_dirs[0])
+    for lo, hi in dm.blocks[0].values():
         assert set(np.unique(survey.labels[lo:hi])) == set(range(len(dm.class_names)))
 
 
 def test_normalisation_is_fitted_on_the_training_block_only(tmp_path):
     dm = make_dm(tmp_path)
-    survey = Survey.load(dm.survey_dir)
-    lo, hi = dm.blocks["train"]
+    survey = Survey.load(dm.survey_dirs[0])
+    lo, hi = dm.blocks[0]["train"]
     assert dm.normalisation == fit_normalisation(survey.amplitudes[lo:hi], max_traces=4096, clip_sigma=5.0)
     # changing the held-out blocks does not change it
     amplitudes = np.array(survey.amplitudes)
@@ -107,7 +106,7 @@ def test_dataset_pickles_without_the_survey_and_works_in_workers(tmp_path):
     dm = make_dm(tmp_path, num_workers=2)
     ds = dm.datasets["train"]
     ds.__getitems__([0])  # opens the memmap in this process
-    assert len(pickle.dumps(ds)) < 100_000 < Survey.load(dm.survey_dir).amplitudes.nbytes
+    assert len(pickle.dumps(ds)) < 100_000 < Survey.load(dm.survey_dirs[0]).amplitudes.nbytes
     n = sum(len(y) for _, y in dm.train_dataloader())
     assert n == SAMPLING["train"]
 
@@ -133,7 +132,7 @@ def test_segy_source_reads_the_cube_labels_and_class_names(tmp_path):
         inlines=np.arange(100, 140),
     )
     dm = make_dm(tmp_path, source="segy", survey=None, segy={"path": str(path)})
-    loaded = Survey.load(dm.survey_dir)
+    loaded = Survey.load(dm.survey_dirs[0])
     np.testing.assert_array_equal(loaded.amplitudes, survey.amplitudes)
     np.testing.assert_array_equal(loaded.labels, survey.labels)
     assert loaded.class_names == survey.class_names and loaded.inlines[0] == 100
@@ -165,3 +164,40 @@ def test_config_mistakes_are_named(tmp_path):
         SeismicDataModule(sampling={"trian": 3})
     with pytest.raises(ValueError, match=r"data\.source must be one of"):
         materialise_survey("hdf5", tmp_path)
+
+
+def test_several_survey_seeds_split_alike_and_share_every_split(tmp_path):
+    dm = make_dm(tmp_path, survey={**SMALL, "seed": [3, 5]}, window={"length": 32, "width": 5})
+    assert len(dm.survey_dirs) == 2 and dm.survey_dirs[0] != dm.survey_dirs[1]
+    surveys = [Survey.load(d) for d in dm.survey_dirs]
+    for name in ("train", "val", "test"):
+        ds = dm.datasets[name]
+        assert len(ds) == SAMPLING[name]
+        assert np.bincount(ds.part).tolist() == [SAMPLING[name] // 2] * 2
+        for part in (0, 1):  # leak-free in each survey
+            assert footprint(dm, name, part)
+        # every window is the right survey's window, normalised, with the label at its centre
+        idx = np.arange(len(ds))
+        x, y = ds.__getitems__(idx)
+        part, il, xl, t = ds.global_centres()
+        labels = np.stack([s.labels for s in surveys])
+        assert y.numpy().tolist() == labels[part, il, xl, t].tolist()
+        centre = x.numpy()[:, 0, 2, 16]
+        amplitudes = np.stack([s.amplitudes for s in surveys])
+        np.testing.assert_allclose(centre, dm.normalisation.apply(amplitudes[part, il, xl, t]), atol=1e-6)
+    for part in (0, 1):
+        train, val, test = (footprint(dm, name, part) for name in ("train", "val", "test"))
+        assert not train & val and not train & test and not val & test
+    # the training draw is class-balanced over both surveys together
+    counts = np.bincount(dm.datasets["train"].raw(np.arange(SAMPLING["train"]))[1])
+    assert counts.max() - counts.min() <= 2
+    assert dm.meta["provenance"]["content_hashes"] == [s.content_hash() for s in surveys]
+    single = make_dm(tmp_path, survey=SMALL)
+    assert dm.data_hash != single.data_hash and len(dm.data_hash) == 64
+
+
+def test_a_bad_list_of_survey_seeds_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"data\.survey\.seed: .* repeats a seed"):
+        make_dm(tmp_path, survey={**SMALL, "seed": [1, 1]})
+    with pytest.raises(ValueError, match=r"data\.survey\.seed: the list of survey seeds is empty"):
+        make_dm(tmp_path, survey={**SMALL, "seed": []})
