@@ -216,9 +216,10 @@ def record_figures(
 def predict_test_section(
     dm: SeismicDataModule, task: FaciesClassificationTask, batch_size: int = 1024
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Classify every sample of the middle inline of the test block (windows read only the test block)."""
-    survey = Survey.load(dm.survey_dir, mmap=True)
-    lo, hi = dm.blocks["test"]
+    """Classify every sample of the middle inline of the first survey's test block (windows read only the
+    test block)."""
+    survey = Survey.load(dm.survey_dirs[0], mmap=True)
+    lo, hi = dm.blocks[0]["test"]
     block = survey.amplitudes[lo:hi]
     local = (hi - lo) // 2
     n_xl, n_t = block.shape[1:]
