@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 export MLFLOW_DISABLE_TELEMETRY := true
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: run test test-slow test-all lint format bench-io clean
 
@@ -15,11 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# SEG-Y in, tracked model out: write the default survey as SEG-Y + labels, check it, train and test cnn1d
-# on that SEG-Y, log everything to ./mlflow.db (about a minute on 2 CPU cores).
+# SEG-Y in, champion out: write the default survey as SEG-Y + labels, check it, train and test cnn1d on that
+# SEG-Y, log everything to ./mlflow.db, export it (ONNX + metadata + reference profile) and register it as the
+# challenger, gate it against the champion on the same held-out windows (a refusal, exit 1, keeps the current
+# champion), and fail unless a champion exists at the end.
+RUN_DATA := data=segy data.segy.path=data/synthetic/survey.sgy
 run: $(STAMP)
 	$(BIN)/python scripts/make_survey.py
-	$(BIN)/python scripts/train.py data=segy data.segy.path=data/synthetic/survey.sgy
+	$(BIN)/python scripts/train.py $(RUN_DATA)
+	$(BIN)/python scripts/promote.py $(RUN_DATA) || [ $$? -eq 1 ]
+	$(BIN)/python scripts/promote.py action=status
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

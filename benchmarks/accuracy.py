@@ -1,7 +1,8 @@
 """Held-out accuracy of the default experiments against a classical baseline.
 
     python benchmarks/accuracy.py [--experiments cnn1d_default cnn2d_default] [--holdout-seed 12345]
-                                  [--windows 20000] [--json PATH] [-- extra Hydra overrides]
+                                  [--windows 20000] [--baseline-windows 30000] [--skip-baselines]
+                                  [--json PATH] [extra Hydra overrides ...]
 
 Each experiment is trained exactly as ``python scripts/train.py experiment=<name>`` would (same configs, same
 pipeline; the MLflow logger is off so the benchmark leaves no runs behind). The best checkpoint is then
@@ -9,8 +10,9 @@ evaluated on a survey generated from ``--holdout-seed`` (a seed no training run 
 unit order and thickness, bodies, folds, faults, noise — differs) with the training survey's normalisation,
 which travels in the checkpoint. Evaluation windows are drawn uniformly over the whole held-out survey, so
 the score reflects its real class mix. The baseline is a logistic regression (and a gradient-boosting
-classifier) on the handcrafted features of ``seismic.features`` of the same training windows, evaluated on
-the same held-out windows. Prints a table and writes JSON.
+classifier) on the handcrafted features of ``seismic.features`` of the same training windows (a uniform subset
+of ``--baseline-windows``), evaluated on the same held-out windows. The publish step (export, registry) is
+off. Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 def compose_experiment(name: str, root: Path, extra: list[str]):
     os.environ["SEISMIC_ROOT"] = str(root)
-    overrides = [f"experiment={name}", "logger=none", f"paths.output_dir={root}/{name}", *extra]
+    overrides = [f"experiment={name}", "logger=none", "publish.enabled=false"]
+    overrides += [f"paths.output_dir={root}/{name}", *extra]
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
@@ -76,9 +79,14 @@ def predict(task: FaciesClassificationTask, windows: np.ndarray, batch: int = 10
     return np.concatenate(out)
 
 
-def training_windows(dm: SeismicDataModule) -> tuple[np.ndarray, np.ndarray]:
+def training_windows(dm: SeismicDataModule, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """The CNN's training windows, a uniform subset of ``cap`` when there are more (feature extraction and
+    gradient boosting on 100k+ windows would dominate the benchmark's run time)."""
     ds = dm.datasets["train"]
-    return ds.raw(np.arange(len(ds)))
+    idx = np.arange(len(ds))
+    if len(idx) > cap:
+        idx = np.sort(np.random.default_rng(0).choice(idx, size=cap, replace=False))
+    return ds.raw(idx)
 
 
 def scores(y: np.ndarray, pred: np.ndarray, class_names: list[str]) -> dict:
@@ -111,10 +119,12 @@ def run_experiment(name: str, root: Path, args) -> list[dict]:
             "holdout": scores(y_hold, predict(task, norm.apply(x_hold)), class_names),
         }
     ]
+    if args.skip_baselines:
+        return rows
     dm = SeismicDataModule(**OmegaConf.to_container(cfg.data, resolve=True))
     dm.prepare_data()
     dm.setup("fit")
-    x_train, y_train = training_windows(dm)
+    x_train, y_train = training_windows(dm, args.baseline_windows)
     f_train = window_features(norm.apply(x_train), dt_ms)
     f_hold = window_features(norm.apply(x_hold), dt_ms)
     for label, clf in (
@@ -141,6 +151,8 @@ def main() -> None:
     parser.add_argument("--experiments", nargs="+", default=["cnn1d_default", "cnn2d_default"])
     parser.add_argument("--holdout-seed", type=int, default=12345)
     parser.add_argument("--windows", type=int, default=20000)
+    parser.add_argument("--baseline-windows", type=int, default=30000, help="training windows of baselines")
+    parser.add_argument("--skip-baselines", action="store_true", help="CNNs only (for quick comparisons)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/accuracy.json"))
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every experiment")
     args = parser.parse_args()

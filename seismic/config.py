@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 
 from seismic.data.synthetic import SyntheticSurveyConfig
 from seismic.data.windows import NORMALISATION_DEFAULTS, SAMPLING_DEFAULTS, SplitSpec, WindowSpec
+from seismic.registry.policy import GateConfig
 
 
 def _field_default(value: Any) -> Any:
@@ -86,6 +87,39 @@ class EnvSchema:
     log_level: str = "INFO"
 
 
+# ---- export / registry / promotion (configs/registry, configs/publish, export.yaml, promote.yaml)
+@dataclass
+class RegistrySchema:
+    model_name: str = "seismic-facies"
+    tracking_uri: str = "sqlite:///mlflow.db"
+
+
+@dataclass
+class ExportOptionsSchema:
+    opset: int = 17
+    parity_bound: float = 1e-4
+    large_batch: int = 512
+
+
+@dataclass
+class ProfileOptionsSchema:
+    max_windows: int = 4096
+    max_embeddings: int = 2000
+    seed: int = 0
+
+
+@dataclass
+class PublishSchema:
+    enabled: bool = True
+    register: bool = True
+    output_dir: str = "outputs/model"
+    export: ExportOptionsSchema = field(default_factory=ExportOptionsSchema)
+    profile: ProfileOptionsSchema = field(default_factory=ProfileOptionsSchema)
+
+
+GateSchema = _mirror("GateSchema", _defaults_of(GateConfig))
+
+
 @dataclass
 class TrainSchema:
     task_name: str = "train"
@@ -106,6 +140,31 @@ class TrainSchema:
     callbacks: dict[str, Any] = field(default_factory=dict)
     logger: dict[str, Any] = field(default_factory=dict)
     env: EnvSchema = field(default_factory=EnvSchema)
+    registry: RegistrySchema = field(default_factory=RegistrySchema)
+    publish: PublishSchema = field(default_factory=PublishSchema)
+
+
+@dataclass
+class ExportSchema:
+    ckpt_path: Any = None
+    run_id: str | None = None
+    paths: PathsSchema = field(default_factory=PathsSchema)
+    data: DataSchema = field(default_factory=DataSchema)
+    env: EnvSchema = field(default_factory=EnvSchema)
+    registry: RegistrySchema = field(default_factory=RegistrySchema)
+    publish: PublishSchema = field(default_factory=PublishSchema)
+
+
+@dataclass
+class PromoteSchema:
+    action: str = "promote"
+    version: Any = None
+    dry_run: bool = False
+    paths: PathsSchema = field(default_factory=PathsSchema)
+    data: DataSchema = field(default_factory=DataSchema)
+    env: EnvSchema = field(default_factory=EnvSchema)
+    registry: RegistrySchema = field(default_factory=RegistrySchema)
+    gate: GateSchema = field(default_factory=GateSchema)  # type: ignore[valid-type]
 
 
 @dataclass
@@ -138,6 +197,8 @@ def register_schemas() -> None:
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainSchema)
     store.store(name="make_survey_schema", node=MakeSurveySchema)
+    store.store(name="export_schema", node=ExportSchema)
+    store.store(name="promote_schema", node=PromoteSchema)
 
 
 register_schemas()

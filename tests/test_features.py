@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.signal
 import scipy.stats
 
 from seismic.features import (
@@ -23,7 +24,9 @@ from seismic.features import (
 pytestmark = pytest.mark.filterwarnings("error")  # no RuntimeWarning (0/0, inf - inf) on any input
 
 DT_MS = 2.0
-BLOCK = FEATURE_NAMES[: N_FEATURES // 2]
+N_BLOCK = 16  # the first block features; the ones added later follow both blocks (ADDED)
+BLOCK = FEATURE_NAMES[:N_BLOCK]
+ADDED = ("peak_cos_phase",)
 COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
@@ -49,7 +52,13 @@ def _reference_block(x: np.ndarray, dt_ms: float) -> dict[str, float]:
     h[1 : (t + 1) // 2] = 2.0
     if t % 2 == 0:
         h[t // 2] = 1.0
-    out["envelope_mean"] = np.mean(np.abs(np.fft.ifft(np.fft.fft(x.astype(np.float64), axis=1) * h, axis=1)))
+    envelope = np.abs(np.fft.ifft(np.fft.fft(x.astype(np.float64), axis=1) * h, axis=1))
+    out["envelope_mean"] = np.mean(envelope)
+    cos = []
+    for trace, env in zip(x.astype(np.float64), envelope, strict=True):
+        k = int(np.argmax(env))
+        cos.append(abs(trace[k]) / env[k] if env[k] > 0 else 0.0)
+    out["peak_cos_phase"] = float(np.mean(cos))
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(t) / t) if t > 1 else np.ones(1)
     demeaned = x.astype(np.float64) - x.astype(np.float64).mean(axis=1, keepdims=True)
     power = np.mean(np.abs(np.fft.fft(demeaned * hann, axis=1)) ** 2, axis=0)  # two-sided, [T]
@@ -83,7 +92,7 @@ def _reference_block(x: np.ndarray, dt_ms: float) -> dict[str, float]:
         gt = np.mean(np.diff(xd, axis=1) ** 2) if t > 1 else 0.0
         lateral["lateral_gradient_frac"] = gl / (gl + gt) if gl + gt > 0 else 0.0
     out |= lateral
-    return {name: float(out[name]) for name in BLOCK}
+    return {name: float(out[name]) for name in BLOCK + ADDED}
 
 
 def _reference(window: np.ndarray, dt_ms: float) -> np.ndarray:
@@ -91,7 +100,8 @@ def _reference(window: np.ndarray, dt_ms: float) -> np.ndarray:
     block = window.reshape(-1, window.shape[-1])
     core = block[:, core_slice(block.shape[1])]
     whole, inner = _reference_block(block, dt_ms), _reference_block(core, dt_ms)
-    return np.array([whole[n] for n in BLOCK] + [inner[n] for n in BLOCK])
+    names = [(whole, BLOCK), (inner, BLOCK), (whole, ADDED), (inner, ADDED)]
+    return np.array([part[n] for part, block in names for n in block])
 
 
 def _random_windows(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -131,12 +141,14 @@ def test_schema_is_pinned() -> None:
         "lateral_rms_cv",
         "lateral_gradient_frac",
     ]
-    assert (*block, *(f"core_{n}" for n in block)) == FEATURE_NAMES
+    added = ["peak_cos_phase"]  # appended later: the first 32 columns keep their index
+    assert (*block, *(f"core_{n}" for n in block), *added, *(f"core_{n}" for n in added)) == FEATURE_NAMES
 
 
 def test_schema_names_are_unique_and_match_columns() -> None:
     assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) == N_FEATURES
-    assert FEATURE_NAMES[N_FEATURES // 2 :] == tuple(f"core_{n}" for n in BLOCK)
+    assert FEATURE_NAMES[N_BLOCK : 2 * N_BLOCK] == tuple(f"core_{n}" for n in BLOCK)
+    assert FEATURE_NAMES[2 * N_BLOCK :] == (*ADDED, *(f"core_{n}" for n in ADDED))
     assert set(LATERAL_FEATURE_NAMES) <= set(FEATURE_NAMES)
     for minimum in ("mean", "std", "rms", "max_abs", "skewness", "kurtosis", "zero_crossing_rate"):
         assert minimum in FEATURE_NAMES
@@ -229,6 +241,18 @@ def test_sinusoid_with_whole_periods_has_exact_envelope_and_peak() -> None:
     np.testing.assert_allclose(_col(out, "spectral_centroid_hz")[0], k * 1000.0 / (t * DT_MS), rtol=1e-5)
 
 
+def test_peak_cos_phase_sees_phase_rotation_not_polarity_or_gain() -> None:
+    """A zero-phase (Ricker) event peaks where its envelope does; rotated 90 degrees it crosses zero there."""
+    t = np.arange(64) - 32.0
+    arg = (np.pi * 30.0 * t * DT_MS / 1000.0) ** 2
+    ricker = (1.0 - 2.0 * arg) * np.exp(-arg)
+    rotated = -np.imag(scipy.signal.hilbert(ricker))
+    x = np.stack([ricker, -3.0 * ricker, rotated])[:, None].astype(np.float32)
+    out = window_features(x, DT_MS)
+    np.testing.assert_allclose(_col(out, "peak_cos_phase"), [1.0, 1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(_col(out, "core_peak_cos_phase"), [1.0, 1.0, 0.0], atol=1e-6)
+
+
 def test_gaussian_noise_has_zero_skewness_and_excess_kurtosis() -> None:
     x = np.random.default_rng(2).standard_normal((8, 1, 64, 256)).astype(np.float32)
     out = window_features(x, DT_MS)
@@ -262,7 +286,8 @@ def test_core_columns_are_the_block_features_of_the_core() -> None:
     assert core_slice(64) == slice(24, 40) and core_slice(3) == slice(1, 2)
     whole = window_features(x, DT_MS)
     inner = window_features(np.ascontiguousarray(x[..., core_slice(64)]), DT_MS)
-    np.testing.assert_array_equal(whole[:, N_FEATURES // 2 :], inner[:, : N_FEATURES // 2])
+    np.testing.assert_array_equal(whole[:, N_BLOCK : 2 * N_BLOCK], inner[:, :N_BLOCK])
+    np.testing.assert_array_equal(whole[:, -len(ADDED) :], inner[:, -2 * len(ADDED) : -len(ADDED)])
 
 
 # --- degenerate input --------------------------------------------------------------------------------------

@@ -99,7 +99,9 @@ class SegyFile:
     Not thread-safe (one segyio handle); open one per worker.
     """
 
-    def __init__(self, path: str | Path, *, iline: int = 189, xline: int = 193, endian: str = "auto") -> None:
+    def __init__(
+        self, path: str | Path, *, iline: int = 189, xline: int = 193, endian: str = "auto", mmap: bool = True
+    ) -> None:
         self.path = Path(path)
         self.iline_byte = check_header_byte("iline", iline)
         self.xline_byte = check_header_byte("xline", xline)
@@ -132,7 +134,10 @@ class SegyFile:
                 self._f = _open_segyio(self.path, layout, self.iline_byte, self.xline_byte, False)
         try:
             with _segyio_errors(self.path, "memory-mapping and checking the geometry"):
-                self._f.mmap()  # False (plain reads) on platforms without mmap; same results either way
+                # Mapped pages count in the process's RSS (clean, reclaimable page cache, but counted):
+                # streaming jobs over files larger than their memory budget read without the map.
+                if mmap:
+                    self._f.mmap()  # False (plain reads) on platforms without mmap; same results either way
                 if self.geometry_error is None:
                     self._adopt_geometry(self._f)
         except BaseException:
@@ -329,9 +334,12 @@ class SegyFile:
         return f"{reason}; the common alternatives {pairs} hold no full grid either (2D line or gathers?)"
 
 
-def open_segy(path: str | Path, *, iline: int = 189, xline: int = 193, endian: str = "auto") -> SegyFile:
-    """Open a SEG-Y file lazily (memory-mapped); see :class:`SegyFile` and the module rules."""
-    return SegyFile(path, iline=iline, xline=xline, endian=endian)
+def open_segy(
+    path: str | Path, *, iline: int = 189, xline: int = 193, endian: str = "auto", mmap: bool = True
+) -> SegyFile:
+    """Open a SEG-Y file lazily, memory-mapped unless ``mmap=False`` (plain reads, the same results, and a
+    resident set that does not grow with the file); see :class:`SegyFile` and the module rules."""
+    return SegyFile(path, iline=iline, xline=xline, endian=endian, mmap=mmap)
 
 
 def read_cube(path: str | Path, **open_kwargs: Any) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:

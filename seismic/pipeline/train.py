@@ -26,6 +26,7 @@ from seismic.data.datamodule import SeismicDataModule
 from seismic.data.survey import Survey
 from seismic.data.windows import extract_windows
 from seismic.pipeline.plots import confusion_matrix_figure, section_figure
+from seismic.pipeline.publish import publish
 from seismic.pipeline.tracking import RunRecorder, check_tracking_uri, flatten, git_commit, save_figure
 from seismic.tasks.classification import FaciesClassificationTask
 
@@ -152,6 +153,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         recorder.metrics(
             {k.replace("/", "_") + "_final": v for k, v in metrics.items() if k.startswith("test/")}
         )
+    if trainer.is_global_zero:  # ONNX + reference profile + registry (seismic/pipeline/publish.py)
+        publish(cfg, task.net, dict(task.hparams), metrics, mlflow.run_id if mlflow is not None else None)
     return metrics
 
 

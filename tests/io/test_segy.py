@@ -244,6 +244,19 @@ def test_lazy_reads_match_read_all_and_touch_only_what_is_asked(tmp_path, monkey
             f.read_traces([30])
 
 
+@pytest.mark.parametrize("endian", ENDIANS)
+def test_plain_reads_without_the_memory_map_match(tmp_path, endian):
+    data = _cube((5, 4, 16))
+    path = write_cube(tmp_path / "c.sgy", data, 4.0, endian=endian)
+    with open_segy(path, mmap=False) as plain, open_segy(path) as mapped:
+        assert plain.kind == mapped.kind == "cube" and plain.shape == mapped.shape
+        np.testing.assert_array_equal(plain.read_all(), data)
+        np.testing.assert_array_equal(plain.read_inlines(1, 3), mapped.read_inlines(1, 3))
+        np.testing.assert_array_equal(
+            plain.trace_headers(slice(0, 20))["iline"], np.repeat(np.arange(1, 6), 4)
+        )
+
+
 def test_crossline_sorted_file_reads_as_il_xl_t(tmp_path):
     data = _cube((3, 4, 8))
     traces = data.transpose(1, 0, 2).reshape(-1, 8)  # crossline-major order in the file

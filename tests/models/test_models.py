@@ -140,24 +140,39 @@ def test_torch_export_dynamic_batch(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_onnx_export_dynamic_batch(name, tmp_path):
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("onnxscript")
+def test_onnx_export_and_onnxruntime_parity(name, tmp_path):
+    """The project's exporter on every registered model: dynamic batch, 3 outputs, onnxruntime parity."""
+    import onnx
+    import onnxruntime as ort
+
+    from seismic.export.onnx import export_onnx
+
     model = make(name).eval()
-    path = tmp_path / f"{name}.onnx"
-    torch.onnx.export(
-        model,
-        (example(model, 2),),
-        path,
-        input_names=["x"],
-        output_names=["logits", "embedding"],
-        opset_version=17,
-        dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
-    )
-    graph = onnx.load(str(path))
+    shape = list(example(model, 1).shape[1:])
+    metadata = {"input": {"name": "windows", "shape": [None, *shape]}, "normalisation": {"clip_sigma": 5.0}}
+    written = export_onnx(model, tmp_path, metadata, real_windows=example(model, 33).numpy(), large_batch=33)
+    assert written["parity"]["passed"] and written["parity"]["max_abs_error"] <= 1e-4
+    assert {(c["inputs"], c["batch"]) for c in written["parity"]["checks"]} == {
+        ("random", 1),
+        ("random", 33),
+        ("real", 1),
+        ("real", 33),
+    }
+    graph = onnx.load(str(tmp_path / "model.onnx"))
     onnx.checker.check_model(graph)
-    batch_dim = graph.graph.input[0].type.tensor_type.shape.dim[0]
-    assert batch_dim.dim_param, "the batch axis of the exported input must be symbolic"
+    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param, "the batch axis must be symbolic"
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    for size in (1, 7):  # batch sizes the parity check did not use
+        x = example(model, size, seed=size + 100)
+        logits, probabilities, embedding = session.run(None, {"windows": x.numpy()})
+        with torch.no_grad():
+            want_logits, want_embedding = model(x)
+        assert logits.shape == (size, NUM_CLASSES) and embedding.shape == (size, model.embedding_dim)
+        torch.testing.assert_close(torch.from_numpy(logits), want_logits, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(torch.from_numpy(embedding), want_embedding, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            torch.from_numpy(probabilities), torch.softmax(want_logits, dim=1), rtol=1e-4, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("pool", POOLS)

@@ -1,0 +1,201 @@
+"""Batch scoring (serving.batch.score_segy): throughput against onnxruntime alone, and peak memory.
+
+Two measurements, each in a fresh subprocess (so peak RSS is the job's own, read from getrusage(RUSAGE_SELF)
+at its end: the number ``/usr/bin/time -v`` prints as "Maximum resident set size"):
+
+* ``rate``: end-to-end windows/s of ``score_segy`` (open, read, cut windows, normalise, onnxruntime, write
+  SEG-Y outputs and summary) against onnxruntime's compute rate: ``LoadedModel.run`` on the same number of
+  windows already cut and normalised, same batch size and threads. Untrained nets of the default size and a
+  small one (where everything around the model weighs most).
+* ``memory``: the small model on generated cubes ~1x and ~4x the chunk budget ``max_memory_mb``, scored with
+  that budget; peak RSS split into anonymous memory (what the job allocates) and file-backed pages of the
+  memory-mapped input (page cache, reclaimable), both sampled every 10 ms, plus ru_maxrss; and the same
+  numbers for a process that only loads the model and opens the file (the floor scoring adds to).
+
+``python benchmarks/batch_scoring.py`` prints a table and writes ``benchmarks/results/batch_scoring.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "batch_scoring.json"
+BATCH = 1024
+LENGTH = 64
+# (name, architecture, net kwargs, cube shape) for the rate runs; the default net is ~15x slower per window
+RATE_RUNS = [
+    ("cnn1d_default", "cnn1d", {}, (12, 40, 100)),
+    ("cnn1d_small", "cnn1d", {"width": 8, "depth": 2}, (40, 50, 120)),
+]
+MEMORY_BUDGET_MB = 2.0
+MEMORY_CUBES = [(12, 100, 400), (48, 100, 400)]  # 1.9 MB and 7.7 MB: ~1x and ~4x the 2 MB chunk budget
+
+CHILD = r"""
+import json, resource, sys, threading, time
+import numpy as np
+
+peaks = {"RssAnon": 0, "RssFile": 0}
+def sample():
+    while True:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                key = line.split(":")[0]
+                if key in peaks:
+                    peaks[key] = max(peaks[key], int(line.split()[1]))
+        time.sleep(0.01)
+threading.Thread(target=sample, daemon=True).start()
+
+from serving.batch import score_segy
+from serving.runtime import load_model
+from seismic.data.windows import WindowSpec, extract_windows
+from seismic.io.segy import open_segy
+
+args = json.loads(sys.argv[1])
+model = load_model(args["model"], providers=["CPUExecutionProvider"])
+out = {}
+if args["mode"] == "open":
+    with open_segy(args["input"]) as f:
+        f.read_inlines(0, 1)
+else:
+    result = score_segy(model, args["input"], args["output"], summary_path=args["output"] + ".parquet",
+                        max_memory_mb=args["budget_mb"], batch_size=args["batch"], progress=False)
+    out["score"] = result.to_dict()
+if args.get("compute"):
+    with open_segy(args["input"]) as f:
+        cube = f.read_all()
+    spec = WindowSpec.from_mapping(model.metadata["window"])
+    il, xl, t = (a.ravel() for a in np.indices(cube.shape))
+    batches = [model.normalise(extract_windows(cube, il[s:s + args["batch"]], xl[s:s + args["batch"]],
+               t[s:s + args["batch"]], spec)) for s in range(0, il.size, args["batch"])]
+    model.run(batches[0])
+    best = 0.0
+    for _ in range(2):
+        started = time.perf_counter()
+        for x in batches:
+            model.run(x)
+        best = max(best, il.size / (time.perf_counter() - started))
+    out["compute_windows_per_s"] = best
+time.sleep(0.03)
+out["ru_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out["peak_rss_anon_mb"] = peaks["RssAnon"] / 1024
+out["peak_rss_file_mb"] = peaks["RssFile"] / 1024
+print(json.dumps(out))
+"""
+
+
+def export(folder: Path, model: str, kwargs: dict) -> Path:
+    import torch
+
+    from seismic.export.onnx import export_onnx, metadata_from_hparams
+    from seismic.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model(model, num_classes=6, **kwargs).eval()
+    with torch.no_grad():
+        _, embedding = net(torch.zeros(1, 1, LENGTH))
+    hparams = {
+        "model": model,
+        "model_kwargs": kwargs,
+        "num_classes": 6,
+        "class_names": [f"facies{i}" for i in range(6)],
+        "window": {"length": LENGTH, "width": 1, "axis": "inline", "pad_mode": "reflect"},
+        "normalisation": {"mean": 0.0, "std": 250.0, "clip_sigma": 5.0},
+        "metadata": {"dt_ms": 4.0},
+    }
+    export_onnx(
+        net, folder, metadata_from_hparams(hparams, embedding_dim=int(embedding.shape[1])), large_batch=8
+    )
+    return folder
+
+
+def cube(path: Path, shape: tuple[int, int, int]) -> Path:
+    from seismic.io.segy import write_cube
+
+    write_cube(path, (np.random.default_rng(0).normal(size=shape) * 250).astype(np.float32), 4.0)
+    return path
+
+
+def child(**args: object) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    rows_rate, rows_memory = [], []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for name, arch, kwargs, shape in RATE_RUNS:
+            model = export(tmp / name, arch, kwargs)
+            path = cube(tmp / f"{name}.sgy", shape)
+            output = str(tmp / f"{name}.classes.sgy")
+            run = child(mode="score", model=str(model), input=str(path), output=output, budget_mb=256.0,
+                        batch=BATCH, compute=True)  # fmt: skip
+            e2e = run["score"]["windows_per_s"]
+            rows_rate.append(
+                {
+                    "model": name,
+                    "cube": list(shape),
+                    "windows": run["score"]["windows"],
+                    "batch": BATCH,
+                    "end_to_end_windows_per_s": round(e2e),
+                    "onnxruntime_windows_per_s": round(run["compute_windows_per_s"]),
+                    "ratio": round(e2e / run["compute_windows_per_s"], 3),
+                }
+            )
+        small = tmp / "cnn1d_small"
+        for shape in MEMORY_CUBES:
+            path = cube(tmp / f"memory_{shape[0]}.sgy", shape)
+            args = {"model": str(small), "input": str(path), "budget_mb": MEMORY_BUDGET_MB, "batch": BATCH}
+            opened = child(mode="open", **args)
+            run = child(mode="score", output=str(tmp / "memory.classes.sgy"), **args)
+            rows_memory.append(
+                {
+                    "cube": list(shape),
+                    "file_mb": round(path.stat().st_size / 2**20, 1),
+                    "budget_mb": MEMORY_BUDGET_MB,
+                    "chunk_inlines": run["score"]["chunk_inlines"],
+                    "windows": run["score"]["windows"],
+                    "windows_per_s": round(run["score"]["windows_per_s"]),
+                    "ru_maxrss_mb": round(run["ru_maxrss_mb"], 1),
+                    "peak_anon_mb": round(run["peak_rss_anon_mb"], 1),
+                    "peak_file_mb": round(run["peak_rss_file_mb"], 1),
+                    "open_only_ru_maxrss_mb": round(opened["ru_maxrss_mb"], 1),
+                    "open_only_peak_anon_mb": round(opened["peak_rss_anon_mb"], 1),
+                }
+            )
+    print_table(rows_rate)
+    print()
+    print_table(rows_memory)
+    result = {
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        "rate": rows_rate,
+        "memory": rows_memory,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+
+
+def print_table(rows: list[dict]) -> None:
+    keys = list(rows[0])
+    cells = [[str(r[k]) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()

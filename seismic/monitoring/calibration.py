@@ -1,0 +1,52 @@
+"""Thresholds from the variation that really exists between parts of the reference.
+
+Why (design.md, "A measured pitfall for the drift engine"): every window is compared with ONE fixed
+reference sample, and windows cut from one survey are spatially correlated. The i.i.d. null of KS or of a
+permutation test then underestimates how much two no-shift samples differ, and with thousands of rows a
+p-value flags that difference. So each effect size also has to beat what the reference does against
+itself: the reference is split into ``n_chunks`` chunks of whole groups (inline blocks, surveys, days:
+whatever ``groups`` says; row order when none), each chunk is compared with the rest of the reference
+exactly as a current window would be, and the threshold of a statistic is
+
+    max(largest chunk value, mean + z * std of the chunk values)
+
+(the second term extrapolates beyond the few chunks: with 10 chunks the largest value alone is only
+about the 90th percentile, and a window is tested on ~34 features at once). A statistic's threshold in
+force is the larger of this and its configured minimum effect.
+
+A chunk is ~1/n_chunks of the reference; a current window with more rows than that has less sampling
+noise than the chunks had, so the thresholds err on the safe (high) side for it; a smaller window's extra
+noise is what the significance test screens out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def chunk_ids(n_rows: int, n_chunks: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Chunk index ``[n_rows]`` in ``0 .. k-1``: contiguous runs of sorted ``groups`` of about equal rows.
+
+    A group is never split across chunks (rows of one inline block stay together). Without groups, rows
+    are chunked in their given order. ``k`` is ``min(n_chunks, number of groups)``; fewer than 3 is an
+    error, because then there is no variation to measure.
+    """
+    if groups is None:
+        return np.minimum(np.arange(n_rows) * n_chunks // max(1, n_rows), n_chunks - 1)
+    groups = np.asarray(groups)
+    if groups.shape != (n_rows,):
+        raise ValueError(f"groups must have one entry per reference row ({n_rows}), got shape {groups.shape}")
+    values, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    if len(values) < 3:
+        raise ValueError(f"calibration needs >= 3 reference groups to form chunks, got {len(values)}")
+    before = np.cumsum(counts) - counts  # rows of all earlier groups
+    per_group = np.minimum(before * n_chunks // n_rows, n_chunks - 1)
+    # renumber so that chunk ids are 0..k-1 without gaps (a huge group can swallow several slots)
+    _, dense = np.unique(per_group, return_inverse=True)
+    return dense[inverse]
+
+
+def threshold_from_null(values: np.ndarray, z: float) -> np.ndarray:
+    """``max(max(v), mean(v) + z std(v))`` along axis 0 (chunks), for one statistic or one per feature."""
+    v = np.asarray(values, dtype=np.float64)
+    return np.maximum(v.max(axis=0), v.mean(axis=0) + z * v.std(axis=0, ddof=1))

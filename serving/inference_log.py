@@ -1,0 +1,399 @@
+"""The inference log: one Parquet row per served window, written off the request path.
+
+Layout: an append-only Parquet dataset under ``directory``, hive-partitioned by the UTC hour of the request,
+``date=YYYY-MM-DD/hour=HH/part-<utc>-<id>.parquet``. Every file is written to a hidden temporary name beside
+its final one and renamed when complete, so a reader (:func:`read_inference_log`, or any
+``pyarrow.dataset`` reader: it skips names starting with ``.``) never sees half a file.
+
+Schema and reader: :mod:`serving.inference_log_schema` (re-exported here).
+
+Delivery: :meth:`~InferenceLogWriter.log` only samples and enqueues (microseconds, never blocks, never raises
+for I/O); a daemon thread computes the features and writes a file per partition when ``flush_rows`` rows are
+waiting or the oldest has waited ``flush_seconds``. The buffer is bounded by ``max_buffer_rows`` (queued plus
+unwritten rows): beyond it new rows are dropped and counted, with a warning at most every
+10 seconds. A failed write (``OSError``: disk full, read-only, gone) is logged and counted;
+its rows stay buffered and are retried after ``flush_seconds``, so a transient failure loses nothing and a
+lasting one fills the buffer and then drops new rows rather than stalling the API.
+:meth:`~InferenceLogWriter.close` writes everything (also run at interpreter exit); on SIGTERM use
+:func:`install_sigterm_flush` in a plain process. Under uvicorn the server closes the writer in its lifespan
+shutdown instead (uvicorn turns SIGTERM into a graceful shutdown and owns the handler).
+
+Memory: a queued row holds its raw window (``4 W T`` bytes: 8 KiB for a 32 x 64 patch), a processed one
+~0.5 KiB, so the worst case is about ``max_buffer_rows * 4 W T`` bytes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import datetime as dt
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from seismic.features import FEATURE_NAMES, window_features
+from seismic.io.atomic import atomic_file
+from serving.inference_log_schema import LOG_SCHEMA_VERSION, log_schema, read_inference_log
+
+__all__ = [
+    "LOG_SCHEMA_VERSION",
+    "InferenceLogStats",
+    "InferenceLogWriter",
+    "install_sigterm_flush",
+    "log_schema",
+    "read_inference_log",
+]
+
+logger = logging.getLogger(__name__)
+
+_WARN_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True)
+class InferenceLogStats:
+    """Counters in rows (windows) unless named otherwise; a snapshot, cheap to take."""
+
+    rows_accepted: int  # enqueued by log()
+    rows_written: int
+    rows_dropped: int  # buffer full, or logged after close()
+    rows_sampled_out: int
+    rows_lost: int  # still unwritable when close() gave up
+    rows_pending: int  # accepted, not yet written or lost
+    files_written: int
+    write_errors: int  # failed file writes (each retried later)
+
+
+@dataclass
+class _Item:
+    """One log() call's sampled rows, as the caller handed them (copied)."""
+
+    micros: int
+    request_id: str
+    model_version: str
+    index: np.ndarray
+    windows: np.ndarray
+    classes: np.ndarray
+    probabilities: np.ndarray
+    embeddings: np.ndarray
+    latency_s: float
+
+
+class _Flush:
+    """A request to write everything accepted so far; ``done`` is set once it is written (or failed)."""
+
+    def __init__(self, final: bool) -> None:
+        self.final = final
+        self.done = threading.Event()
+
+
+class InferenceLogWriter:
+    """Background Parquet writer of the inference log (see the module docstring for schema and guarantees).
+
+    ``sample_fraction`` keeps each window with that probability (``seed`` makes the draw reproducible);
+    ``dt_ms`` is the sample interval the features need (the model's ``metadata["dt_ms"]``).
+    Thread-safe: ``log`` may be called from any thread, also from a signal handler's thread while another
+    call is under way (the writer thread never takes the callers' lock).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        dt_ms: float,
+        flush_rows: int = 4096,
+        flush_seconds: float = 10.0,
+        max_buffer_rows: int = 16384,
+        sample_fraction: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        if not (np.isfinite(dt_ms) and dt_ms > 0):
+            raise ValueError(f"dt_ms must be a positive number, got {dt_ms}")
+        if flush_rows < 1 or max_buffer_rows < flush_rows:
+            raise ValueError(
+                f"need 1 <= flush_rows <= max_buffer_rows, got flush_rows={flush_rows}, "
+                f"max_buffer_rows={max_buffer_rows}"
+            )
+        if not flush_seconds > 0:
+            raise ValueError(f"flush_seconds must be > 0, got {flush_seconds}")
+        if not 0.0 <= sample_fraction <= 1.0:
+            raise ValueError(f"sample_fraction must be in [0, 1], got {sample_fraction}")
+        self.directory = Path(directory)
+        self.dt_ms = float(dt_ms)
+        self.flush_rows, self.flush_seconds, self.max_buffer_rows = flush_rows, flush_seconds, max_buffer_rows
+        self.sample_fraction = sample_fraction
+        self._rng = np.random.default_rng(seed)
+        # Producer side (under _lock): only callers of log() touch these; the writer thread only reads
+        # _accepted, and keeps its own counters, so it can never wait for a caller (see the class docstring).
+        self._lock = threading.Lock()
+        self._accepted = self._dropped = self._sampled_out = 0
+        self._closed = False
+        self._last_warning = -np.inf
+        self._dropped_since_warning = 0
+        # writer side: touched only by the thread
+        self._written = self._lost = self._files = self._errors = 0
+        self._queue: queue.SimpleQueue[_Item | _Flush] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="inference-log-writer", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    # -- producer side -------------------------------------------------------------------------
+    def log(
+        self,
+        request_id: str,
+        model_version: str,
+        windows: np.ndarray,
+        classes: np.ndarray,
+        probabilities: np.ndarray,
+        embeddings: np.ndarray,
+        latency_s: float,
+    ) -> None:
+        """Enqueue one request's windows (``[N, 1, (W,) T]`` raw) and outputs; returns at once."""
+        micros = time.time_ns() // 1000
+        n = len(windows)
+        if not n == len(classes) == len(probabilities) == len(embeddings):
+            raise ValueError(
+                f"inference log: {n} windows but {len(classes)} classes, {len(probabilities)} probability "
+                f"rows and {len(embeddings)} embeddings"
+            )
+        with self._lock:
+            if self.sample_fraction >= 1.0:
+                keep = np.arange(n)
+            else:
+                keep = np.flatnonzero(self._rng.random(n) < self.sample_fraction)
+            self._sampled_out += n - keep.size
+            if self._closed:
+                room = 0
+            else:
+                room = max(0, self.max_buffer_rows - (self._accepted - self._written - self._lost))
+            if keep.size > room:
+                self._drop(keep.size - room)
+                keep = keep[:room]
+            self._accepted += keep.size
+        if keep.size == 0:
+            return
+        # copies (fancy indexing): the caller may reuse its arrays as soon as this returns
+        self._queue.put(
+            _Item(
+                micros,
+                str(request_id),
+                str(model_version),
+                keep.astype(np.int32),
+                np.asarray(windows, dtype=np.float32)[keep],
+                np.asarray(classes)[keep],
+                np.asarray(probabilities, dtype=np.float32)[keep],
+                np.asarray(embeddings, dtype=np.float32)[keep],
+                float(latency_s),
+            )
+        )
+
+    def _drop(self, n: int) -> None:
+        """Count dropped rows; warn at most every _WARN_INTERVAL_S (a full buffer drops on every request)."""
+        self._dropped += n
+        self._dropped_since_warning += n
+        now = time.monotonic()
+        if now - self._last_warning >= _WARN_INTERVAL_S:
+            why = "writer is closed" if self._closed else f"buffer full ({self.max_buffer_rows} rows)"
+            logger.warning(
+                "inference log %s: dropped %d row(s) since the last warning, %d in all: %s",
+                self.directory,
+                self._dropped_since_warning,
+                self._dropped,
+                why,
+            )
+            self._last_warning, self._dropped_since_warning = now, 0
+
+    @property
+    def stats(self) -> InferenceLogStats:
+        written, lost = self._written, self._lost
+        return InferenceLogStats(
+            rows_accepted=self._accepted,
+            rows_written=written,
+            rows_dropped=self._dropped,
+            rows_sampled_out=self._sampled_out,
+            rows_lost=lost,
+            rows_pending=self._accepted - written - lost,
+            files_written=self._files,
+            write_errors=self._errors,
+        )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write all rows accepted so far; True when done within ``timeout`` (written, or failed and kept)."""
+        if not self._thread.is_alive():
+            return True
+        request = _Flush(final=False)
+        self._queue.put(request)
+        return request.done.wait(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop accepting rows and write all accepted ones (one last try for failed ones); idempotent.
+
+        Safe in a signal handler that interrupted :meth:`log` in the same thread: it takes no lock.
+        """
+        self._closed = True  # read by log() under its lock; one assignment, atomic under the GIL
+        if self._thread.is_alive():
+            self._queue.put(_Flush(final=True))
+            self._thread.join(timeout)
+        if not self._thread.is_alive():
+            # a log() in another thread may have enqueued behind the final flush: count, never hang on it
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    entry = self._queue.get_nowait()
+                    if isinstance(entry, _Item):
+                        self._lost += len(entry.index)
+        atexit.unregister(self.close)
+
+    def __enter__(self) -> InferenceLogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writer thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        tables: list[tuple[str, str, pa.Table]] = []  # (date, hour, rows): processed, not yet written
+        oldest = next_retry = 0.0
+        while True:
+            items, flushes = self._drain(self._wait(tables, oldest, next_retry))
+            if items:
+                if not tables:
+                    oldest = time.monotonic()
+                tables.extend(self._to_tables(items))
+            final = any(f.final for f in flushes)
+            if tables and (flushes or self._wait(tables, oldest, next_retry) == 0.0):
+                tables = self._write(tables)
+                next_retry = time.monotonic() + self.flush_seconds if tables else 0.0
+                if tables and final:  # the last try failed: nothing may outlive close(), count them lost
+                    self._lost += sum(t.num_rows for *_, t in tables)
+                    tables = []
+            for f in flushes:
+                f.done.set()
+            if final:
+                return
+
+    def _wait(
+        self, tables: list[tuple[str, str, pa.Table]], oldest: float, next_retry: float
+    ) -> float | None:
+        """Seconds until the buffered rows are due (size or age, after any retry backoff); None: no rows."""
+        if not tables:
+            return None
+        full = sum(t.num_rows for *_, t in tables) >= self.flush_rows
+        due = max(time.monotonic() if full else oldest + self.flush_seconds, next_retry)
+        return max(0.0, due - time.monotonic())
+
+    def _drain(self, timeout: float | None) -> tuple[list[_Item], list[_Flush]]:
+        """Wait for the first entry (up to ``timeout``), then take everything queued: batched features."""
+        items: list[_Item] = []
+        flushes: list[_Flush] = []
+        try:
+            entry = self._queue.get(timeout=timeout)
+            while True:
+                (flushes if isinstance(entry, _Flush) else items).append(entry)
+                entry = self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        return items, flushes
+
+    def _to_tables(self, items: Sequence[_Item]) -> list[tuple[str, str, pa.Table]]:
+        """Features for all items of one window shape in one call, then one table per item."""
+        by_shape: dict[tuple[int, ...], list[_Item]] = defaultdict(list)
+        for item in items:
+            by_shape[item.windows.shape[1:]].append(item)
+        out = []
+        for group in by_shape.values():
+            features = window_features(np.concatenate([i.windows for i in group]), self.dt_ms)
+            start = 0
+            for item in group:
+                n = len(item.index)
+                try:
+                    out.append(self._table(item, features[start : start + n]))
+                except (ValueError, TypeError, pa.ArrowException):
+                    # malformed outputs (log() checks lengths only): lose this request, keep the thread alive
+                    logger.exception(
+                        "inference log: cannot tabulate request %s; %d row(s) lost", item.request_id, n
+                    )
+                    self._lost += n
+                start += n
+        return out
+
+    def _table(self, item: _Item, features: np.ndarray) -> tuple[str, str, pa.Table]:
+        n, probs, emb = len(item.index), item.probabilities, item.embeddings
+        stamp = dt.datetime.fromtimestamp(item.micros / 1e6, dt.UTC)
+        columns: dict[str, Any] = {
+            "timestamp": np.full(n, item.micros, dtype="datetime64[us]"),
+            "request_id": [item.request_id] * n,
+            "model_version": [item.model_version] * n,
+            "window_index": item.index,
+        }
+        columns.update({name: features[:, j] for j, name in enumerate(FEATURE_NAMES)})
+        columns["predicted_class"] = item.classes.astype(np.int32)
+        columns["max_probability"] = probs.max(axis=1)
+        columns["probabilities"] = pa.FixedSizeListArray.from_arrays(probs.ravel(), probs.shape[1])
+        columns["embedding"] = pa.FixedSizeListArray.from_arrays(emb.ravel(), emb.shape[1])
+        columns["latency_s"] = np.full(n, item.latency_s)
+        schema = log_schema(probs.shape[1], emb.shape[1])
+        table = pa.table([pa.array(columns[f.name], f.type) for f in schema], schema=schema)
+        return stamp.strftime("%Y-%m-%d"), stamp.strftime("%H"), table
+
+    def _write(self, tables: list[tuple[str, str, pa.Table]]) -> list[tuple[str, str, pa.Table]]:
+        """One file per partition and schema; returns the tables whose write failed (to retry)."""
+        groups: dict[tuple[str, str, pa.Schema], list[pa.Table]] = defaultdict(list)
+        for date, hour, table in tables:
+            groups[(date, hour, table.schema)].append(table)
+        failed = []
+        for (date, hour, _), parts in groups.items():
+            table = pa.concat_tables(parts)
+            name = f"part-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}.parquet"
+            path = self.directory / f"date={date}" / f"hour={hour}" / name
+            try:
+                with atomic_file(path) as tmp:
+                    pq.write_table(table, tmp)
+            except OSError as err:
+                self._errors += 1
+                failed.extend((date, hour, t) for t in parts)
+                logger.error(
+                    "inference log: cannot write %d row(s) to %s (%s: %s); kept for a retry in %.0f s "
+                    "(%d failed write(s) so far); the API is unaffected",
+                    table.num_rows,
+                    path,
+                    type(err).__name__,
+                    err,
+                    self.flush_seconds,
+                    self._errors,
+                )
+                continue
+            self._written += table.num_rows
+            self._files += 1
+        return failed
+
+
+def install_sigterm_flush(*writers: InferenceLogWriter) -> None:
+    """On SIGTERM close ``writers`` (writing every accepted row), then do what was installed before.
+
+    For plain processes (batch scoring, workers). Call from the main thread. Under uvicorn do not: close the
+    writer in the app's lifespan shutdown, which uvicorn runs on SIGTERM.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        for writer in writers:
+            writer.close()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:  # the default action: die by the signal, as without the handler
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handler)

@@ -1,0 +1,218 @@
+"""Our own API: ``POST /predict`` and the probe and introspection routes (``/health``, ``/ready``,
+``/model_info``).
+
+``/predict`` takes raw amplitudes (what a SEG-Y trace holds) and applies the model's normalisation, exactly as
+training did; ``normalised=true`` (query or JSON) skips that for clients that scaled already. Bodies:
+
+- ``application/json`` (also when no Content-Type is sent): ``{"windows": [...], "normalised": false,
+  "embeddings": false}`` or a bare list; windows ``[N, 1, T]`` / ``[N, 1, W, T]``, or without the channel
+  axis.
+- ``application/octet-stream``: little-endian float32 samples, C order, shape in the ``X-Shape`` header
+  (``64,1,64``). No parsing at all: use it for large batches (a 64-patch JSON body costs more to parse than
+  the model costs to run).
+- ``application/x-npy`` (or ``application/npy``): a ``.npy`` file of any float dtype (``allow_pickle`` off).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from serving.protocols import ApiError, dumps, flag, media_type, parse_json, read_body, to_array
+
+router = APIRouter()
+NPY_TYPES = ("application/x-npy", "application/npy")
+
+
+class PredictRequest(BaseModel):
+    windows: list[Any] = Field(description="[N, 1, T] or [N, 1, W, T] raw amplitudes (channel axis optional)")
+    normalised: bool = Field(False, description="the windows are already normalised: skip the normalisation")
+    embeddings: bool = Field(False, description="also return the embedding of each window")
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model: ModelRef
+    classes: list[int] = Field(description="predicted class id per window")
+    class_names: list[str] = Field(description="predicted class name per window")
+    probabilities: list[list[float]] = Field(description="[N, C] softmax, columns in the model's class order")
+    embeddings: list[list[float]] | None = Field(None, description="[N, D], when asked for")
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    field: str | None = None
+    expected: str | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (400, "malformed body"),
+        (401, "missing or wrong API key"),
+        (413, "body or batch above the limit"),
+        (415, "unsupported Content-Type"),
+        (422, "windows of the wrong shape, dtype or values"),
+        (503, "no model yet, or the queue is full (see Retry-After)"),
+    )
+}
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PredictRequest.model_json_schema()},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+        },
+        "description": "JSON windows; or float32 bytes with an X-Shape header; or a .npy file",
+    }
+}
+
+
+def _raw(body: bytes, request: Request) -> np.ndarray:
+    shape_header = request.headers.get("x-shape")
+    if not shape_header:
+        raise ApiError(400, "missing header", field="X-Shape", expected="the array shape, e.g. '64,1,64'")
+    try:
+        shape = tuple(int(d) for d in shape_header.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        raise ApiError(
+            400, f"got {shape_header!r}", field="X-Shape", expected="integers like '64,1,64'"
+        ) from None
+    dtype = request.headers.get("x-dtype", "float32").lower()
+    if dtype not in ("float32", "<f4"):
+        raise ApiError(422, f"got {dtype!r}", field="X-Dtype", expected="float32 (little endian)")
+    if any(d < 0 for d in shape) or len(body) != 4 * int(np.prod(shape)):
+        raise ApiError(
+            400,
+            f"{len(body)} bytes do not hold a float32 array of shape {list(shape)}",
+            field="body",
+            expected=f"{4 * int(np.prod(shape))} bytes",
+        )
+    return np.frombuffer(body, dtype="<f4").reshape(shape)
+
+
+def _npy(body: bytes) -> np.ndarray:
+    try:
+        arr = np.load(io.BytesIO(body), allow_pickle=False)
+    except Exception as err:  # numpy raises ValueError/EOFError/... for broken or pickled files
+        raise ApiError(400, f"not a readable .npy file: {err}", field="body") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
+        what = f"dtype {arr.dtype}" if isinstance(arr, np.ndarray) else "an .npz archive"
+        raise ApiError(422, what, field="body", expected="one float .npy array (float32)")
+    return arr
+
+
+async def _windows(request: Request, options: dict[str, Any]) -> np.ndarray:
+    limit = request.app.state.service.settings.limits.max_body_bytes
+    kind = media_type(request)
+    body = await read_body(request, limit)
+    if kind in (None, "application/json"):
+        payload = parse_json(body)
+        if isinstance(payload, dict):
+            unknown = sorted(set(payload) - set(PredictRequest.model_fields))
+            if unknown:
+                raise ApiError(
+                    422, f"unknown key(s) {unknown}", field="body", expected="windows, normalised, embeddings"
+                )
+            if "windows" not in payload:
+                raise ApiError(422, "missing", field="windows", expected="a list of windows")
+            for key in ("normalised", "embeddings"):
+                if key in payload:
+                    options[key] = flag(payload[key], key)
+            payload = payload["windows"]
+        return to_array(payload, "windows")
+    if kind == "application/octet-stream":
+        return _raw(body, request)
+    if kind in NPY_TYPES:
+        return _npy(body)
+    raise ApiError(
+        415,
+        f"Content-Type {kind!r}",
+        field="Content-Type",
+        expected="application/json, application/octet-stream (with X-Shape) or application/x-npy",
+    )
+
+
+@router.post(
+    "/predict",
+    response_model=None,
+    responses={200: {"model": PredictResponse}, **ERRORS},
+    openapi_extra=_BODY,
+    summary="Classify windows (raw amplitudes) into facies",
+)
+async def predict(
+    request: Request,
+    normalised: Annotated[bool, Query(description="windows are already normalised")] = False,
+    embeddings: Annotated[bool, Query(description="also return embeddings")] = False,
+) -> Response:
+    service = request.app.state.service
+    options = {"normalised": normalised, "embeddings": embeddings}
+    windows = await _windows(request, options)
+    result = await service.infer(
+        windows, normalised=options["normalised"], request_id=request.headers.get("x-request-id")
+    )
+    model, out = result.model, result.outputs
+    classes = out["class"].tolist()
+    payload = {
+        "request_id": result.request_id,
+        "model": {"name": model.name, "version": model.version},
+        "classes": classes,
+        "class_names": [model.class_names[c] for c in classes],
+        "probabilities": out["probabilities"],
+    }
+    if options["embeddings"]:
+        payload["embeddings"] = out["embedding"]
+    return Response(
+        dumps(payload), media_type="application/json", headers={"X-Request-ID": result.request_id}
+    )
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    provider: str
+    source: str
+    window_shape: list[int]
+    class_names: list[str]
+    metadata: dict[str, Any]
+    batching: dict[str, Any]
+
+
+@router.get("/health", summary="Liveness: the process answers")
+async def health() -> dict[str, str]:
+    return {"status": "live"}
+
+
+@router.get("/ready", summary="Readiness: a model is loaded", responses={503: {"model": ErrorResponse}})
+async def ready(request: Request) -> dict[str, Any]:
+    model = request.app.state.service.current()
+    return {"status": "ready", "model": model.name, "version": model.version}
+
+
+@router.get(
+    "/model_info", response_model=ModelInfo, summary="The model being served, its metadata and provider"
+)
+async def model_info(request: Request) -> ModelInfo:
+    service = request.app.state.service
+    model = service.current()
+    return ModelInfo(
+        name=model.name,
+        version=model.version,
+        provider=model.provider,
+        source=model.source,
+        window_shape=list(model.window_shape),
+        class_names=model.class_names,
+        metadata=model.metadata,
+        batching=service.settings.batching.model_dump(),
+    )

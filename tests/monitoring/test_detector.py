@@ -1,0 +1,131 @@
+"""Baseline fitting, calibration and verdicts of the detector; the config's validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seismic.monitoring.calibration import chunk_ids, threshold_from_null
+from seismic.monitoring.config import DriftConfig
+from seismic.monitoring.detector import compare, fit_baseline
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = {"embedding": {"mmd": {"permutations": 99}, "max_reference": 1500, "max_current": 1500}}
+
+
+def _config(**overrides) -> DriftConfig:
+    return DriftConfig.from_mapping({**FAST, **overrides})
+
+
+def _regions(rng, n_groups: int, rows: int, offset_sd: float, shift: float = 0.0, scale: float = 1.0):
+    """Spatially correlated rows: each group (an inline block) has its own random offset."""
+    offsets = rng.normal(0.0, offset_sd, size=(n_groups, 1, 4))
+    feats = (rng.normal(size=(n_groups, rows, 4)) + offsets) * scale + shift
+    emb = np.concatenate([feats, rng.normal(size=(n_groups, rows, 4))], axis=2)
+    groups = np.repeat(np.arange(n_groups), rows)
+    return feats.reshape(-1, 4), emb.reshape(-1, 8).astype(np.float32), groups
+
+
+def test_default_yaml_is_the_dataclass_default():
+    cfg = DriftConfig.from_yaml(ROOT / "configs/drift/default.yaml")
+    assert cfg == DriftConfig()
+    assert DriftConfig.from_mapping(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"raw": {"gat": "psi"}}, "drift.raw.gat"),
+        ({"embedding": {"mmd": {"permutation": 5}}}, "drift.embedding.mmd.permutation"),
+        ({"raw": {"min_effect": {"kss": 0.1}}}, "kss"),
+        ({"alpha": 2}, "alpha"),
+        ({"correction": "holm"}, "correction"),
+        ({"raw": {"gate": "mmd"}}, "raw.gate"),
+    ],
+)
+def test_config_errors_name_the_key(mapping, message):
+    with pytest.raises(ValueError, match=message):
+        DriftConfig.from_mapping(mapping)
+
+
+def test_chunks_keep_groups_whole():
+    groups = np.repeat([5, 1, 3, 9, 7, 2], [10, 20, 10, 30, 10, 20])
+    ids = chunk_ids(len(groups), 4, groups)
+    for g in np.unique(groups):
+        assert len(np.unique(ids[groups == g])) == 1
+    assert set(ids) == set(range(ids.max() + 1)) and ids.max() >= 2
+    with pytest.raises(ValueError, match=">= 3 reference groups"):
+        chunk_ids(4, 3, np.array([0, 0, 1, 1]))
+    np.testing.assert_array_equal(chunk_ids(6, 3), [0, 0, 1, 1, 2, 2])
+
+
+def test_threshold_from_null():
+    values = np.array([1.0, 2.0, 3.0])
+    assert threshold_from_null(values, 0.0) == 3.0
+    assert threshold_from_null(values, 3.0) == pytest.approx(2.0 + 3.0)
+
+
+def test_identical_samples_never_drift():
+    rng = np.random.default_rng(0)
+    feats, emb, groups = _regions(rng, 20, 60, 0.05)
+    preds = rng.integers(0, 3, len(feats))
+    b = fit_baseline(_config(), features=feats, predictions=preds, n_classes=3, embeddings=emb, groups=groups)
+    r = compare(b, features=feats, predictions=preds, embeddings=emb)
+    assert r.status == "ok" and not r.drifted
+    assert all(t.effect_size == 0 for f in r.features for t in f.tests.values())
+
+
+def test_a_million_rows_of_one_distribution_do_not_drift():
+    """A shift of 0.01 std is significant at 1e6 rows but far below any effect size that matters."""
+    rng = np.random.default_rng(1)
+    ref, cur = rng.normal(size=(1_000_000, 1)), rng.normal(0.01, 1.0, size=(1_000_000, 1))
+    cfg = _config(calibration={"enabled": False}, raw={"max_rows": 1_000_000})
+    r = compare(fit_baseline(cfg, features=ref), features=cur)
+    ks = r.features[0].tests["ks"]
+    assert ks.p_adjusted < 1e-6 and not r.drifted
+    assert r.features[0].tests["wasserstein"].effect_size == pytest.approx(0.01, abs=0.003)
+
+
+def test_calibration_bounds_false_alarms_and_keeps_power():
+    """Correlated regions: the i.i.d. tests alarm on most no-shift windows; calibrated thresholds do not."""
+    rng = np.random.default_rng(2)
+    feats, emb, groups = _regions(rng, 30, 100, 0.3)
+    calibrated = fit_baseline(_config(), features=feats, embeddings=emb, groups=groups)
+    plain = fit_baseline(
+        _config(
+            calibration={"enabled": False},
+            raw={"min_effect": dict.fromkeys(("ks", "wasserstein", "psi", "js"), 0.0)},
+            embedding={
+                **FAST["embedding"],
+                "mmd": {"permutations": 99, "min_effect": 0.0},
+                "classifier": {"min_auc": 0.5},
+            },
+        ),
+        features=feats,
+        embeddings=emb,
+    )
+    alarms = {"calibrated": 0, "plain": 0}
+    for _ in range(5):
+        f, e, _ = _regions(rng, 5, 200, 0.3)
+        alarms["calibrated"] += compare(calibrated, features=f, embeddings=e).drifted
+        alarms["plain"] += compare(plain, features=f, embeddings=e).drifted
+    assert alarms["calibrated"] <= 1 and alarms["plain"] >= 3
+    f, e, _ = _regions(rng, 5, 200, 0.3, scale=2.0)
+    shifted = compare(calibrated, features=f, embeddings=e)
+    assert shifted.raw_drifted and shifted.embedding.drifted
+
+
+def test_prediction_drift_and_window_statuses():
+    rng = np.random.default_rng(3)
+    preds = rng.choice(4, size=3000, p=[0.4, 0.3, 0.2, 0.1])
+    b = fit_baseline(_config(), predictions=preds, n_classes=4)
+    same = compare(b, predictions=rng.choice(4, size=1000, p=[0.4, 0.3, 0.2, 0.1]))
+    assert not same.drifted
+    changed = compare(b, predictions=rng.choice(4, size=1000, p=[0.1, 0.2, 0.3, 0.4]), window={"id": "w"})
+    assert changed.predictions.drifted and changed.drifted and changed.window == {"id": "w"}
+    small = compare(b, predictions=preds[:50])
+    assert small.status == "insufficient_data" and not small.drifted and small.predictions is None
+    with pytest.raises(ValueError, match="no reference features"):
+        compare(b, features=np.zeros((300, 2)))
