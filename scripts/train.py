@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -14,9 +15,17 @@ import seismic.config  # noqa: F401  (registers the config schemas)
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from seismic.export.onnx import ExportError
+    from seismic.io.errors import SeismicIOError
+    from seismic.pipeline.tracking import TrackingError
     from seismic.pipeline.train import train
 
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except (TrackingError, ExportError, SeismicIOError) as err:
+        # errors whose message already names the server, model, file or field: one line, not a traceback
+        print(f"train.py: {type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(2)
     # a sweeper maximises what this returns; prefer the best epoch's value of the monitored metric
     return metrics.get(f"{cfg.optimized_metric}_best", metrics.get(cfg.optimized_metric))
 

@@ -13,6 +13,8 @@ from seismic.pipeline.tracking import TrackingError
 from seismic.pipeline.train import train
 from seismic.tasks.classification import FaciesClassificationTask
 
+from .conftest import TINY, run_script
+
 
 @pytest.mark.parametrize("model", list_models())
 def test_fast_dev_run_for_every_registered_model(model, compose_train, tmp_path):
@@ -104,3 +106,13 @@ def test_unreachable_tracking_server_fails_fast_with_one_line(compose_train):
     with pytest.raises(TrackingError, match=rf"127\.0\.0\.1:{port} is unreachable"):
         train(cfg)
     assert time.monotonic() - started < 10
+
+
+def test_cli_reports_an_unreachable_server_in_one_line(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = run_script(["scripts/train.py", *TINY, f"env.tracking_uri=http://127.0.0.1:{port}"], tmp_path)
+    assert done.returncode == 2
+    assert "train.py: TrackingError: " in done.stderr and f"127.0.0.1:{port} is unreachable" in done.stderr
+    assert "Traceback" not in done.stderr
