@@ -47,6 +47,8 @@ GROUP_OPTIONS = [
         "experiment",
         "hparams_search",
         "debug",
+        "registry",
+        "publish",
     )
     for option in options(group)
 ]
