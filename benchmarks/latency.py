@@ -1,10 +1,12 @@
 """Serving latency and throughput: in-process onnxruntime vs torch eager, our REST server, MLflow's server.
 
-``python benchmarks/latency.py [--seconds 2] [--models cnn1d,cnn2d]`` prints tables and writes
+``python benchmarks/latency.py [--seconds 2] [--models cnn1d,cnn2d] [--quick]`` prints tables and writes
 ``benchmarks/results/latency.json``. All traffic goes to 127.0.0.1 and every cell is bounded in time.
+``--quick`` (for iterating, not for the record) runs concurrency 8 only, 1 s a cell, and writes
+``latency-quick.json``.
 
-1. In process, per model and batch size: windows/s of onnxruntime (the session the server uses) and of the
-   same network in torch eager mode (``no_grad``).
+1. In process, per model and batch size: windows/s of onnxruntime (a session configured as the server's
+   default settings configure it) and of the same network in torch eager mode (``no_grad``).
 2. Our server (``scripts/serve.py`` in its own process, default settings, inference log on) and MLflow's
    scoring server (``mlflow models serve --env-manager local``, its default single worker) on the same ONNX
    graph, each driven by the same asyncio client (aiohttp, one connection per concurrent client) over
@@ -60,8 +62,12 @@ def in_process(folder: Path, name: str, seconds: float) -> list[dict]:
 
     from seismic.models import build_model
     from serving.runtime import load_model
+    from serving.settings import ModelSettings
 
-    model = load_model(folder, ["CPUExecutionProvider"])
+    cfg = ModelSettings(source=str(folder))
+    model = load_model(
+        folder, ["CPUExecutionProvider"], cfg.intra_op_threads, cfg.inter_op_threads, spin_wait=cfg.spin_wait
+    )
     meta = model.metadata
     torch.manual_seed(0)
     net = build_model(name, num_classes=len(model.class_names), **meta["model_kwargs"]).eval()
@@ -196,13 +202,15 @@ async def drive(url: str, body: bytes, headers: dict[str, str], concurrency: int
     }
 
 
-def sweep(server: str, port: int, folder: Path, targets: tuple[str, ...], seconds: float) -> list[dict]:
+def sweep(
+    server: str, port: int, folder: Path, targets: tuple[str, ...], seconds: float, levels: tuple[int, ...]
+) -> list[dict]:
     rows = []
     for batch in BATCHES:
         payloads = bodies(folder, batch)
         for target in targets:
             path, body, headers = payloads[target]
-            for concurrency in CONCURRENCY:
+            for concurrency in levels:
                 result = asyncio.run(
                     drive(f"http://127.0.0.1:{port}{path}", body, headers, concurrency, seconds)
                 )
@@ -232,7 +240,7 @@ def mlflow_model(folder: Path, dst: Path) -> Path:
     return dst
 
 
-def servers(folder: Path, name: str, work: Path, seconds: float) -> list[dict]:
+def servers(folder: Path, name: str, work: Path, seconds: float, levels: tuple[int, ...]) -> list[dict]:
     # MLflow's CLI runs `uvicorn` from PATH: the venv's bin must be on it
     env = {
         **os.environ,
@@ -258,7 +266,7 @@ def servers(folder: Path, name: str, work: Path, seconds: float) -> list[dict]:
     )
     try:
         rows += sweep(
-            "seismic", port, folder, ("predict-binary", "predict-json", "invocations-json"), seconds
+            "seismic", port, folder, ("predict-binary", "predict-json", "invocations-json"), seconds, levels
         )
     finally:
         stop(ours)
@@ -283,7 +291,7 @@ def servers(folder: Path, name: str, work: Path, seconds: float) -> list[dict]:
         env,
     )
     try:
-        rows += sweep("mlflow", port, folder, ("invocations-json",), seconds)
+        rows += sweep("mlflow", port, folder, ("invocations-json",), seconds, levels)
     finally:
         stop(theirs)
     return [{"model": name, **row} for row in rows]
@@ -301,6 +309,7 @@ def table(rows: list[dict], columns: list[str]) -> str:
 def targets(local: list[dict], remote: list[dict]) -> list[dict]:
     """The issue's acceptance checks, per model."""
     checks = []
+    levels = sorted({r["concurrency"] for r in remote})
     for name in sorted({r["model"] for r in remote}):
 
         def cell(server, target, batch, conc, name=name):
@@ -316,11 +325,9 @@ def targets(local: list[dict], remote: list[dict]) -> list[dict]:
             for r in local
             if (r["model"], r["runtime"], r["batch"]) == (name, "onnxruntime", 64)
         )
-        best_binary = max(cell("seismic", "predict-binary", 64, c)["windows_per_s"] for c in CONCURRENCY)
-        best_ours_json = max(cell("seismic", "invocations-json", 64, c)["windows_per_s"] for c in CONCURRENCY)
-        best_mlflow_json = max(
-            cell("mlflow", "invocations-json", 64, c)["windows_per_s"] for c in CONCURRENCY
-        )
+        best_binary = max(cell("seismic", "predict-binary", 64, c)["windows_per_s"] for c in levels)
+        best_ours_json = max(cell("seismic", "invocations-json", 64, c)["windows_per_s"] for c in levels)
+        best_mlflow_json = max(cell("mlflow", "invocations-json", 64, c)["windows_per_s"] for c in levels)
         ours1, theirs1 = cell("seismic", "invocations-json", 1, 8), cell("mlflow", "invocations-json", 1, 8)
         checks += [
             {
@@ -359,8 +366,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per cell")
     parser.add_argument("--models", default="cnn1d,cnn2d")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/latency.json")
+    parser.add_argument("--output", type=Path, default=None, help="default: benchmarks/results/latency.json")
+    parser.add_argument("--quick", action="store_true", help="concurrency 8 only, 1 s a cell (iterating)")
     args = parser.parse_args()
+    levels = (8,) if args.quick else CONCURRENCY
+    if args.quick:
+        args.seconds = min(args.seconds, 1.0)
+    name = "latency-quick.json" if args.quick else "latency.json"
+    args.output = args.output or ROOT / "benchmarks/results" / name
     names = [n for n in args.models.split(",") if n]
     local, remote = [], []
     with tempfile.TemporaryDirectory(prefix="seismic-latency-") as tmp:
@@ -368,7 +381,7 @@ def main() -> None:
         for name in names:
             folder = export(work, name)
             local += in_process(folder, name, args.seconds / 2)
-            remote += servers(folder, name, work, args.seconds)
+            remote += servers(folder, name, work, args.seconds, levels)
     checks = targets(local, remote)
     print("\nin process (windows/s)\n" + table(local, ["model", "runtime", "batch", "windows_per_s"]))
     print(

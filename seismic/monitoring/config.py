@@ -134,7 +134,7 @@ class CalibrationConfig:
 
     enabled: bool = True
     n_chunks: int = 20  # at most; fewer when the reference has fewer groups
-    z: float = 3.0  # threshold = max(largest chunk value, mean + z * std of the chunk values)
+    z: float = 3.0  # threshold = max(largest chunk value, exp(mean + z * std) of the log chunk values)
 
     def __post_init__(self) -> None:
         _check(

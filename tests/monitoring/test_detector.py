@@ -62,9 +62,10 @@ def test_chunks_keep_groups_whole():
 
 
 def test_threshold_from_null():
-    values = np.array([1.0, 2.0, 3.0])
-    assert threshold_from_null(values, 0.0) == 3.0
-    assert threshold_from_null(values, 3.0) == pytest.approx(2.0 + 3.0)
+    values = np.array([1.0, 2.0, 4.0])
+    assert threshold_from_null(values, 0.0) == 4.0
+    assert threshold_from_null(values, 1.0) == pytest.approx(2.0 * 2.0)  # log2 values 0, 1, 2: std 1
+    assert threshold_from_null(np.zeros((3, 2)), 3.0) == pytest.approx([0.0, 0.0], abs=1e-8)
 
 
 def test_identical_samples_never_drift():
@@ -112,7 +113,7 @@ def test_calibration_bounds_false_alarms_and_keeps_power():
         alarms["calibrated"] += compare(calibrated, features=f, embeddings=e).drifted
         alarms["plain"] += compare(plain, features=f, embeddings=e).drifted
     assert alarms["calibrated"] <= 1 and alarms["plain"] >= 3
-    f, e, _ = _regions(rng, 5, 200, 0.3, scale=2.0)
+    f, e, _ = _regions(rng, 5, 200, 0.3, scale=3.0)
     shifted = compare(calibrated, features=f, embeddings=e)
     assert shifted.raw_drifted and shifted.embedding.drifted
 

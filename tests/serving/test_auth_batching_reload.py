@@ -91,7 +91,9 @@ def test_queue_full_is_a_503_with_retry_after(model_dirs, tmp_path):
     running = start(
         model_dirs["cnn1d"],
         tmp_path,
-        batching={"max_batch_size": 8, "max_queue_delay_us": 300_000, "max_queue_windows": 8},
+        # a request of 8 windows does not fill a batch of 16, so it waits out the 300 ms delay holding the
+        # whole queue: the others, sent meanwhile, cannot fit (with batch 8 it ran at once: a timing race)
+        batching={"max_batch_size": 16, "max_queue_delay_us": 300_000, "max_queue_windows": 8},
     )
     try:
         body = {"windows": amplitudes(8, (1, 64)).tolist()}

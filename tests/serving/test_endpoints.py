@@ -215,3 +215,29 @@ def test_inference_log_gets_a_row_per_window(server):
     before = writer.stats.rows_accepted
     requests.post(server.url + "/predict", json=amplitudes(4, (1, 64)).tolist(), timeout=10)
     assert writer.stats.rows_accepted == before + 4
+
+
+def test_hot_path_and_router_agree_and_are_counted_by_route(server, reference):
+    """Inference POSTs skip FastAPI's router (serving/app.py); with a query string /predict goes through it.
+    Both give the same answer, errors keep each protocol's format, metrics name the route template."""
+    x = amplitudes(4, (1, 64), seed=5)
+    want = reference["cnn1d"].predict(x)["class"].tolist()
+    for url in ("/predict", "/predict?embeddings=false"):
+        got = requests.post(server.url + url, json=x.tolist(), timeout=10)
+        assert got.status_code == 200 and got.json()["classes"] == want
+    bad = requests.post(server.url + "/predict", json=[[1.0] * 63], timeout=10)
+    assert bad.status_code == 422 and bad.json()["field"] == "windows"
+    bad = requests.post(server.url + "/v2/models/nope/infer", json={"inputs": []}, timeout=10)
+    assert bad.status_code == 404 and "nope" in bad.json()["error"]
+    bad = requests.post(server.url + "/invocations", data=b"{", headers={"Content-Type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error_code"] == "BAD_REQUEST"
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    samples = {
+        tuple(sorted(s.labels.items())): s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "seismic_http_requests"
+        for s in f.samples
+    }
+    assert samples[(("endpoint", "/v2/models/{name}/infer"), ("status", "404"))] >= 1
+    assert samples[(("endpoint", "/invocations"), ("status", "400"))] >= 1
+    assert samples[(("endpoint", "/predict"), ("status", "422"))] >= 1
