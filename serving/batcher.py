@@ -57,7 +57,7 @@ class Batcher:
         metrics: Metrics,
         *,
         max_batch_size: int = 256,
-        max_queue_delay_us: int = 500,
+        max_queue_delay_us: int = 0,
         max_queue_windows: int = 8192,
         retry_after_s: int = 1,
     ) -> None:

@@ -263,38 +263,42 @@ class InferenceLogWriter:
 
     # -- writer thread -------------------------------------------------------------------------
     def _run(self) -> None:
-        tables: list[tuple[str, str, pa.Table]] = []  # (date, hour, rows): processed, not yet written
+        # Raw items wait here until a flush is due and are then tabulated together: the features and one
+        # table per partition cost about the same for 1 row as for hundreds, so doing that per request
+        # (measured: ~1.5 ms of GIL-holding work per batch-1 request) halved a server's request rate.
+        items: list[_Item] = []
+        tables: list[tuple[str, str, pa.Table]] = []  # tabulated, not yet written (failed writes wait here)
+        rows = 0  # in items and tables
         oldest = next_retry = 0.0
         while True:
-            items, flushes = self._drain(self._wait(tables, oldest, next_retry))
-            if items:
-                if not tables:
-                    oldest = time.monotonic()
-                tables.extend(self._to_tables(items))
+            new, flushes = self._drain(self._wait(rows, oldest, next_retry))
+            if new and not rows:
+                oldest = time.monotonic()
+            items.extend(new)
+            rows += sum(len(i.index) for i in new)
             final = any(f.final for f in flushes)
-            if tables and (flushes or self._wait(tables, oldest, next_retry) == 0.0):
-                tables = self._write(tables)
+            if rows and (flushes or self._wait(rows, oldest, next_retry) == 0.0):
+                tables = self._write(tables + self._to_tables(items))
+                items = []
+                rows = sum(t.num_rows for *_, t in tables)
                 next_retry = time.monotonic() + self.flush_seconds if tables else 0.0
                 if tables and final:  # the last try failed: nothing may outlive close(), count them lost
-                    self._lost += sum(t.num_rows for *_, t in tables)
-                    tables = []
+                    self._lost += rows
+                    tables, rows = [], 0
             for f in flushes:
                 f.done.set()
             if final:
                 return
 
-    def _wait(
-        self, tables: list[tuple[str, str, pa.Table]], oldest: float, next_retry: float
-    ) -> float | None:
-        """Seconds until the buffered rows are due (size or age, after any retry backoff); None: no rows."""
-        if not tables:
+    def _wait(self, rows: int, oldest: float, next_retry: float) -> float | None:
+        """Seconds until the ``rows`` buffered are due (size or age, after any retry backoff); None: none."""
+        if not rows:
             return None
-        full = sum(t.num_rows for *_, t in tables) >= self.flush_rows
-        due = max(time.monotonic() if full else oldest + self.flush_seconds, next_retry)
+        due = max(time.monotonic() if rows >= self.flush_rows else oldest + self.flush_seconds, next_retry)
         return max(0.0, due - time.monotonic())
 
     def _drain(self, timeout: float | None) -> tuple[list[_Item], list[_Flush]]:
-        """Wait for the first entry (up to ``timeout``), then take everything queued: batched features."""
+        """Wait for the first entry (up to ``timeout``), then take everything queued."""
         items: list[_Item] = []
         flushes: list[_Flush] = []
         try:
@@ -307,45 +311,54 @@ class InferenceLogWriter:
         return items, flushes
 
     def _to_tables(self, items: Sequence[_Item]) -> list[tuple[str, str, pa.Table]]:
-        """Features for all items of one window shape in one call, then one table per item."""
-        by_shape: dict[tuple[int, ...], list[_Item]] = defaultdict(list)
+        """One table per partition hour and output shape, its features computed in one call."""
+        groups: dict[tuple[Any, ...], list[_Item]] = defaultdict(list)
         for item in items:
-            by_shape[item.windows.shape[1:]].append(item)
+            stamp = dt.datetime.fromtimestamp(item.micros / 1e6, dt.UTC)
+            shapes = (item.windows.shape[1:], item.probabilities.shape[1:], item.embeddings.shape[1:])
+            groups[(stamp.strftime("%Y-%m-%d"), stamp.strftime("%H"), shapes)].append(item)
         out = []
-        for group in by_shape.values():
-            features = window_features(np.concatenate([i.windows for i in group]), self.dt_ms)
-            start = 0
+        for (date, hour, _), group in groups.items():
+            try:
+                out.append((date, hour, self._table(group)))
+                continue
+            except (ValueError, TypeError, pa.ArrowException):
+                pass  # some request's outputs are malformed (log() checks lengths only): find it below
             for item in group:
-                n = len(item.index)
                 try:
-                    out.append(self._table(item, features[start : start + n]))
+                    out.append((date, hour, self._table([item])))
                 except (ValueError, TypeError, pa.ArrowException):
-                    # malformed outputs (log() checks lengths only): lose this request, keep the thread alive
+                    # lose this request only, keep the thread alive
+                    n = len(item.index)
                     logger.exception(
                         "inference log: cannot tabulate request %s; %d row(s) lost", item.request_id, n
                     )
                     self._lost += n
-                start += n
         return out
 
-    def _table(self, item: _Item, features: np.ndarray) -> tuple[str, str, pa.Table]:
-        n, probs, emb = len(item.index), item.probabilities, item.embeddings
-        stamp = dt.datetime.fromtimestamp(item.micros / 1e6, dt.UTC)
+    def _table(self, group: Sequence[_Item]) -> pa.Table:
+        counts = [len(i.index) for i in group]
+
+        def per_row(values: list[Any], dtype: Any) -> np.ndarray:  # one value per request -> per row
+            return np.repeat(np.asarray(values, dtype=dtype), counts)
+
+        probs = np.concatenate([i.probabilities for i in group])
+        emb = np.concatenate([i.embeddings for i in group])
+        features = window_features(np.concatenate([i.windows for i in group]), self.dt_ms)
         columns: dict[str, Any] = {
-            "timestamp": np.full(n, item.micros, dtype="datetime64[us]"),
-            "request_id": [item.request_id] * n,
-            "model_version": [item.model_version] * n,
-            "window_index": item.index,
+            "timestamp": per_row([i.micros for i in group], "datetime64[us]"),
+            "request_id": per_row([i.request_id for i in group], object),
+            "model_version": per_row([i.model_version for i in group], object),
+            "window_index": np.concatenate([i.index for i in group]),
         }
         columns.update({name: features[:, j] for j, name in enumerate(FEATURE_NAMES)})
-        columns["predicted_class"] = item.classes.astype(np.int32)
+        columns["predicted_class"] = np.concatenate([i.classes for i in group]).astype(np.int32)
         columns["max_probability"] = probs.max(axis=1)
         columns["probabilities"] = pa.FixedSizeListArray.from_arrays(probs.ravel(), probs.shape[1])
         columns["embedding"] = pa.FixedSizeListArray.from_arrays(emb.ravel(), emb.shape[1])
-        columns["latency_s"] = np.full(n, item.latency_s)
+        columns["latency_s"] = per_row([i.latency_s for i in group], np.float64)
         schema = log_schema(probs.shape[1], emb.shape[1])
-        table = pa.table([pa.array(columns[f.name], f.type) for f in schema], schema=schema)
-        return stamp.strftime("%Y-%m-%d"), stamp.strftime("%H"), table
+        return pa.table([pa.array(columns[f.name], f.type) for f in schema], schema=schema)
 
     def _write(self, tables: list[tuple[str, str, pa.Table]]) -> list[tuple[str, str, pa.Table]]:
         """One file per partition and schema; returns the tables whose write failed (to retry)."""
