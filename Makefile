@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run test test-slow test-all lint format bench-io clean
+.PHONY: run loop test test-slow test-all lint format bench-io clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ run: $(STAMP)
 	$(BIN)/python scripts/train.py $(RUN_DATA)
 	$(BIN)/python scripts/promote.py $(RUN_DATA) || [ $$? -eq 1 ]
 	$(BIN)/python scripts/promote.py action=status
+
+# The closed loop on a tiny survey: champion -> server -> shifted traffic -> drift -> alert -> retrain -> gate ->
+# hot reload (scripts/loop.py; README "Alerts and the loop").
+loop: $(STAMP)
+	$(BIN)/python scripts/loop.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

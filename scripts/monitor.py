@@ -4,13 +4,24 @@ Writes ``drift_report.json`` and ``drift_report.html`` into ``output_dir`` and p
 windows drifted) as JSON. Exit status: 0 reports written (whatever the verdict: alerting reads the gauges),
 2 error (one line on stderr: no reference profile, an unreadable or empty log, a bad setting). See
 configs/monitor.yaml.
+
+Scheduled mode, ``schedule.every=15m`` (seismic/monitoring/schedule.py): runs until SIGTERM or Ctrl-C,
+processing each complete window once, with alerts, adaptive thresholds, the retrain trigger and /metrics;
+``schedule.once=true`` processes the pending windows and exits (cron, a Kubernetes CronJob), printing the
+window records as JSON. Exit status 0, or 2 with one line on stderr for a bad setting or no usable model.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import os
+import signal
 import sys
+import threading
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -18,8 +29,41 @@ from omegaconf import DictConfig, OmegaConf
 import seismic.config  # noqa: F401  (registers the `seismic.root` resolver the paths group uses)
 
 
+def scheduled(cfg: DictConfig) -> None:
+    from seismic.monitoring.schedule import Monitor, settings_from_config
+
+    root = logging.getLogger()
+    root.setLevel(str(cfg.env.log_level).upper())
+    for handler in root.handlers:  # Hydra logs to stdout; here stdout carries the JSON of schedule.once
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+    try:
+        monitor = Monitor(settings_from_config(cfg))
+        if cfg.schedule.once:
+            print(json.dumps(monitor.run_once(), indent=2))
+            monitor.retrain.stop(grace_s=None)  # a CronJob run lives until its retrain has finished
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        server = monitor.serve_metrics()
+        logging.getLogger("seismic.monitoring").warning(
+            "monitor: every %s on %s, state %s", cfg.schedule.every, cfg.log_dir, cfg.state_file
+        )
+        monitor.run_forever(stop)
+        if server is not None:
+            server.shutdown()
+        logging.getLogger("seismic.monitoring").warning("monitor: stopped")
+    except (RuntimeError, ValueError, OSError) as err:  # RuntimeError: MonitoringError, registry errors
+        print(f"monitor failed: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 @hydra.main(version_base="1.3", config_path="../configs", config_name="monitor")
 def main(cfg: DictConfig) -> None:
+    if cfg.schedule.every:
+        scheduled(cfg)
+        return
     from seismic.monitoring.config import DriftConfig
     from seismic.monitoring.job import (
         JobSettings,

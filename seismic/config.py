@@ -85,6 +85,15 @@ class EnvSchema:
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_location: str | None = None
     log_level: str = "INFO"
+    # ---- monitoring and serving policy per environment (configs/env/*.yaml; read by scripts/monitor.py and
+    # scripts/loop.py). Channel secrets are named by environment variable (`url_env`, `password_env`), never
+    # written here; channel keys are checked by seismic.monitoring.alert_channels.build_channels.
+    auth_required: bool = False
+    alert_channels: list[Any] = field(default_factory=list)
+    thresholds: dict[str, Any] = field(
+        default_factory=lambda: {"alpha": 0.05, "calibration_z": 3.0, "adaptive": False}
+    )
+    # ---- end of the monitoring keys
 
 
 # ---- export / registry / promotion (configs/registry, configs/publish, export.yaml, promote.yaml)

@@ -11,7 +11,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import seismic.config  # noqa: F401
-from seismic.data.synthetic import SyntheticSurveyConfig
+from seismic.data.sources import survey_configs
 from seismic.data.windows import SplitSpec, WindowSpec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -62,7 +62,7 @@ def test_every_option_composes(group, option, tmp_path, monkeypatch):
     WindowSpec.from_mapping(cfg.data.window)
     SplitSpec.from_mapping(cfg.data.split)
     if cfg.data.survey is not None:
-        SyntheticSurveyConfig.from_mapping(OmegaConf.to_container(cfg.data.survey))
+        assert survey_configs(OmegaConf.to_container(cfg.data.survey))
 
 
 def test_model_choice_sets_the_window_it_needs(tmp_path, monkeypatch):

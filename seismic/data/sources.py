@@ -35,6 +35,23 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def survey_configs(survey: Mapping[str, Any] | None) -> list[SyntheticSurveyConfig]:
+    """The synthetic survey config of each seed: one, or one per seed when ``survey.seed`` is a list.
+
+    Training on several synthetic surveys shows the model several draws of the geology (unit order, texture
+    parameters, bodies, folds, faults) instead of one; a survey from an unseen seed differs in all of them.
+    """
+    options = dict(survey or {})
+    seeds = options.get("seed", 0)
+    if not isinstance(seeds, list | tuple):
+        return [SyntheticSurveyConfig.from_mapping(options)]
+    if not seeds:
+        raise ValueError("data.survey.seed: the list of survey seeds is empty")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"data.survey.seed: the list of survey seeds {list(seeds)} repeats a seed")
+    return [SyntheticSurveyConfig.from_mapping({**options, "seed": seed}) for seed in seeds]
+
+
 def materialise_surveys(
     source: str,
     cache_dir: str | Path,
@@ -42,20 +59,10 @@ def materialise_surveys(
     survey: Mapping[str, Any] | None = None,
     segy: Mapping[str, Any] | None = None,
 ) -> list[Path]:
-    """Folders of the cached surveys of a source: one per seed when ``survey.seed`` is a list.
-
-    Training on several synthetic surveys shows the model several draws of the geology (unit order, texture
-    parameters, bodies, folds, faults) instead of one; a survey from an unseen seed differs in all of them.
-    """
-    options = dict(survey or {})
-    seeds = options.get("seed", 0)
-    if source != "synthetic" or not isinstance(seeds, list | tuple):
-        return [materialise_survey(source, cache_dir, survey=options, segy=segy)]
-    if not seeds:
-        raise ValueError("data.survey.seed: the list of survey seeds is empty")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"data.survey.seed: the list of survey seeds {list(seeds)} repeats a seed")
-    return [materialise_survey(source, cache_dir, survey={**options, "seed": seed}) for seed in seeds]
+    """Folders of the cached surveys of a source: one per seed when ``survey.seed`` is a list."""
+    if source != "synthetic":
+        return [materialise_survey(source, cache_dir, survey=survey, segy=segy)]
+    return [materialise_survey(source, cache_dir, survey=asdict(config)) for config in survey_configs(survey)]
 
 
 def materialise_survey(

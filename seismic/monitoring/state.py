@@ -57,9 +57,8 @@ class MonitorState:
             return cls(None if path is None else Path(path))
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(
-                f"monitor state {path}: schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}"
-            )
+            found = data.get("schema_version")
+            raise ValueError(f"monitor state {path}: schema_version {found!r}, expected {SCHEMA_VERSION}")
         merged = _empty()
         merged.update(data)  # keys added by a later version of this module start empty
         return cls(Path(path), merged)
