@@ -74,17 +74,17 @@ def test_embedding_sample_is_seeded_and_capped_by_the_windows():
     assert c.embedding_rows.tolist() == list(range(60))  # fewer windows than the cap: all of them
 
 
-def data_names() -> tuple[str, ...]:
-    return (
-        "features",
-        "labels",
-        "predicted",
-        "probabilities",
-        "embedding",
-        "embedding_rows",
-        "survey",
-        "inline",
-    )
+# the profile's file contract, written out here rather than imported so that a change to it fails a test
+PROFILE_ARRAY_NAMES = (
+    "features",
+    "labels",
+    "predicted",
+    "probabilities",
+    "embedding",
+    "embedding_rows",
+    "survey",
+    "inline",
+)
 
 
 def test_save_load_roundtrip_is_exact_and_plain(tmp_path):
@@ -93,20 +93,11 @@ def test_save_load_roundtrip_is_exact_and_plain(tmp_path):
     arrays, info = profile.save(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {PROFILE_ARRAYS, PROFILE_INFO}  # no temporary left
     with np.load(arrays, allow_pickle=False) as data:  # readable without this module
-        assert set(data.files) == {
-            "features",
-            "labels",
-            "predicted",
-            "probabilities",
-            "embedding",
-            "embedding_rows",
-            "survey",
-            "inline",
-        }
+        assert set(data.files) == set(PROFILE_ARRAY_NAMES)
         assert data["features"].dtype == np.float64 and data["embedding"].dtype == np.float32
     assert json.loads(info.read_text())["dt_ms"] == 2.0
     loaded = ReferenceProfile.load(tmp_path)
-    for name in data_names():
+    for name in PROFILE_ARRAY_NAMES:
         np.testing.assert_array_equal(getattr(loaded, name), getattr(profile, name))
     assert loaded.info == profile.info
 
