@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from prometheus_client import generate_latest
 
+from seismic.data.survey import Survey
 from seismic.data.synthetic import SyntheticSurveyConfig, generate_survey
 from seismic.data.windows import WindowSpec, extract_windows, sample_centres
 from seismic.monitoring.config import DriftConfig
@@ -48,10 +49,8 @@ class _Net:
         return (p / p.sum(axis=1, keepdims=True)).astype(np.float32), emb
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A model folder with a profile of one survey; a log: 3 plain windows, then 2 with gain x3."""
-    root = tmp_path_factory.mktemp("job")
+def reference_model(root: Path) -> tuple[Survey, _Net, Path]:
+    """A survey, the stand-in network, and a model folder holding the reference profile of that survey."""
     survey = generate_survey(SyntheticSurveyConfig(n_inlines=32, n_crosslines=24, n_samples=320, seed=11))
     net = _Net(float(survey.amplitudes.std()))
     il, xl, t = sample_centres(survey.labels, 4000, SPEC, balance=False, seed=0)
@@ -70,6 +69,14 @@ def setup(tmp_path_factory):
         survey=np.zeros(len(il), np.int64),
         inline=il,
     ).save(model_dir)
+    return survey, net, model_dir
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A model folder with a profile of one survey; a log: 3 plain windows, then 2 with gain x3."""
+    root = tmp_path_factory.mktemp("job")
+    survey, net, model_dir = reference_model(root)
 
     log_dir = root / "log"
     with InferenceLogWriter(log_dir, dt_ms=survey.dt_ms, flush_rows=10_000, max_buffer_rows=20_000) as writer:

@@ -19,19 +19,17 @@ import numpy as np
 import pytest
 
 import serving.inference_log
-from seismic.data.synthetic import SyntheticSurveyConfig, generate_survey
 from seismic.data.windows import extract_windows, sample_centres
 from seismic.monitoring import schedule
 from seismic.monitoring.alert_channels import RetryPolicy
 from seismic.monitoring.alerts import AlertSettings
 from seismic.monitoring.config import DriftConfig
-from seismic.monitoring.profile import build_profile
 from seismic.monitoring.schedule import Monitor, ScheduleSettings, pending_windows
 from serving.inference_log import InferenceLogWriter
 
 sys.path.insert(0, str(Path(__file__).parent))  # the job tests' stand-in network; the alert tests' receiver
 from test_alerts import Receiver, dead_url
-from test_job import CLASSES, FAST, SPEC, WINDOW_ROWS, _Net
+from test_job import FAST, SPEC, WINDOW_ROWS, reference_model
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -63,25 +61,7 @@ def setup(tmp_path_factory):
     """A model folder with a reference profile; a log of four 15-minute windows from T0 (600 rows each),
     the last two with gain x3 (drift)."""
     root = tmp_path_factory.mktemp("schedule")
-    survey = generate_survey(SyntheticSurveyConfig(n_inlines=32, n_crosslines=24, n_samples=320, seed=11))
-    net = _Net(float(survey.amplitudes.std()))
-    il, xl, t = sample_centres(survey.labels, 4000, SPEC, balance=False, seed=0)
-    raw = extract_windows(survey.amplitudes, il, xl, t, SPEC)
-    probs, emb = net(raw)
-    model_dir = root / "model"
-    model_dir.mkdir()
-    profile = build_profile(
-        raw,
-        survey.labels[il, xl, t],
-        probs,
-        emb,
-        dt_ms=survey.dt_ms,
-        class_names=CLASSES,
-        max_embeddings=1500,
-        survey=np.zeros(len(il), np.int64),
-        inline=il,
-    )
-    profile.save(model_dir)
+    survey, net, model_dir = reference_model(root)
     (model_dir / "metadata.json").write_text(json.dumps({"model_name": "tiny", "model_version": "3"}))
     log_dir = root / "log"
     clock = _Clock()
