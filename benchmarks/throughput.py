@@ -1,12 +1,15 @@
 """Training throughput: Lightning vs a plain PyTorch loop on the same model and batches; loader vs model.
 
-    python benchmarks/throughput.py [--models cnn1d cnn2d] [--batches 200] [--repeats 3] [--json PATH]
+    python benchmarks/throughput.py [--models cnn1d cnn2d] [--precision 32-true bf16-mixed] [--batches 200]
+        [--repeats 3] [--json PATH]
 
 For each model the same task (net, loss, optimizer) is trained for ``--batches`` batches three ways, after a
 warm-up: (1) a plain loop over pre-built tensors: forward, cross-entropy, backward, AdamW step; (2) the same
 plain loop fed by the project's DataLoader; (3) ``lightning.Trainer.fit`` with the project's task and
 DataModule (checkpointing, validation, logging and progress bar off: what is left is Lightning's loop, the
 task's metric updates and its data loading). The data loader alone is timed too. Best of ``--repeats``.
+Each precision is one row: ``bf16-mixed`` is CPU autocast in the plain loops and Lightning's precision
+plugin in ``fit`` (``trainer.precision: auto`` picks it where the CPU has AMX or AVX512-BF16).
 Lightning's time includes ``fit``'s fixed start-up, so the default of 200 batches (close to one
 epoch of the default experiments, 234 batches) weighs it as a real epoch does, not as a 60-batch toy would.
 Prints a table and writes JSON.
@@ -27,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from seismic.data.datamodule import SeismicDataModule
+from seismic.pipeline.precision import cpu_has_native_bf16
 from seismic.tasks.classification import FaciesClassificationTask
 
 WINDOWS = {"cnn1d": {"length": 64, "width": 1}, "cnn2d": {"length": 64, "width": 32}}
@@ -55,22 +59,27 @@ def make_task(model: str, dm: SeismicDataModule) -> FaciesClassificationTask:
     )
 
 
-def plain_loop(task: FaciesClassificationTask, batches) -> float:
+def plain_loop(task: FaciesClassificationTask, batches, precision: str) -> float:
     net = task.net.train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    bf16 = precision.startswith("bf16")
     start = time.perf_counter()
     for x, y in batches:
-        logits, _ = net(x)
-        loss = F.cross_entropy(logits, y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits, _ = net(x)
+        loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     return time.perf_counter() - start
 
 
-def lightning_fit(task: FaciesClassificationTask, dm: SeismicDataModule, n_batches: int) -> float:
+def lightning_fit(
+    task: FaciesClassificationTask, dm: SeismicDataModule, n_batches: int, precision: str
+) -> float:
     trainer = L.Trainer(
         accelerator="cpu",
+        precision=precision,
         max_epochs=1,
         limit_train_batches=n_batches,
         limit_val_batches=0,
@@ -97,22 +106,25 @@ def best(repeats: int, fn) -> float:
     return min(fn() for _ in range(repeats))
 
 
-def measure(model: str, cache: Path, n_batches: int, batch: int, repeats: int) -> dict:
+def measure(model: str, precision: str, cache: Path, n_batches: int, batch: int, repeats: int) -> dict:
     dm = make_datamodule(model, cache, n_batches * batch, batch)
     loader = dm.train_dataloader()
     tensors = [b for _, b in zip(range(n_batches), loader, strict=False)]
     task = make_task(model, dm)
-    plain_loop(task, tensors[:5])  # warm-up: allocator, kernels
+    plain_loop(task, tensors[:5], precision)  # warm-up: allocator, kernels
     n = n_batches * batch
-    t_plain = best(repeats, lambda: plain_loop(make_task(model, dm), tensors))
+    t_plain = best(repeats, lambda: plain_loop(make_task(model, dm), tensors, precision))
     t_plain_loader = best(
         repeats,
-        lambda: plain_loop(make_task(model, dm), (b for _, b in zip(range(n_batches), loader, strict=False))),
+        lambda: plain_loop(
+            make_task(model, dm), (b for _, b in zip(range(n_batches), loader, strict=False)), precision
+        ),
     )
-    t_lightning = best(repeats, lambda: lightning_fit(make_task(model, dm), dm, n_batches))
+    t_lightning = best(repeats, lambda: lightning_fit(make_task(model, dm), dm, n_batches, precision))
     t_loader = best(repeats, lambda: loader_only(dm, n_batches))
     return {
         "model": model,
+        "precision": precision,
         "batch": batch,
         "plain_tensors_sps": round(n / t_plain),
         "plain_loader_sps": round(n / t_plain_loader),
@@ -126,6 +138,7 @@ def measure(model: str, cache: Path, n_batches: int, batch: int, repeats: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["cnn1d", "cnn2d"])
+    parser.add_argument("--precision", nargs="+", default=["32-true", "bf16-mixed"])
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
@@ -133,7 +146,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="seismic-bench-tp-") as tmp:
-        rows = [measure(m, Path(tmp), args.batches, args.batch, args.repeats) for m in args.models]
+        rows = [
+            measure(m, p, Path(tmp), args.batches, args.batch, args.repeats)
+            for m in args.models
+            for p in args.precision
+        ]
     keys = list(rows[0])
     widths = [max(len(k), *(len(str(r[k])) for r in rows)) for k in keys]
     print("  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
@@ -143,6 +160,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "python": platform.python_version(),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

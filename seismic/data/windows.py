@@ -20,7 +20,14 @@ PadMode = Literal["reflect", "edge", "constant", "valid"]
 PAD_MODES = ("reflect", "edge", "constant", "valid")
 SPLITS = ("train", "val", "test")
 # windows drawn per split; training draws an equal share per class, evaluation keeps the survey's class mix
-SAMPLING_DEFAULTS = {"train": 20000, "val": 4000, "test": 4000, "balance_train": True, "seed": 0}
+SAMPLING_DEFAULTS = {
+    "train": 20000,
+    "val": 4000,
+    "test": 4000,
+    "balance_train": True,
+    "resample_train": False,
+    "seed": 0,
+}
 NORMALISATION_DEFAULTS = {"max_traces": 4096, "clip_sigma": 5.0}
 
 
@@ -245,7 +252,7 @@ def sample_centres(
     spec: WindowSpec,
     *,
     balance: bool,
-    seed: int,
+    seed: int | Sequence[int],
     oversample: int = 20,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw ``n`` centres ``(il, xl, t)`` in a label block ``[n_il, n_xl, n_t]``.

@@ -26,6 +26,7 @@ from seismic.data.datamodule import SeismicDataModule
 from seismic.data.survey import Survey
 from seismic.data.windows import extract_windows
 from seismic.pipeline.plots import confusion_matrix_figure, section_figure
+from seismic.pipeline.precision import resolve_precision
 from seismic.pipeline.publish import publish
 from seismic.pipeline.tracking import RunRecorder, check_tracking_uri, flatten, git_commit, save_figure
 from seismic.tasks.classification import FaciesClassificationTask
@@ -114,6 +115,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     logging.getLogger("seismic").setLevel(cfg.env.log_level)
     trainer_options = container(cfg.trainer)
     check_trainer_keys(trainer_options)
+    trainer_options["precision"] = resolve_precision(
+        trainer_options.get("precision"), trainer_options.get("accelerator")
+    )
+    log.info("trainer precision: %s", trainer_options["precision"])
+    if (cfg.data.get("sampling") or {}).get("resample_train"):
+        # fresh training windows each epoch only reach the loop if Lightning asks for a new loader
+        trainer_options["reload_dataloaders_every_n_epochs"] = 1
     run_name = cfg.run_name or f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     loggers = build_loggers(cfg, run_name)
     L.seed_everything(cfg.seed, workers=True)
@@ -134,6 +142,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     recorder = RunRecorder(mlflow) if mlflow is not None and trainer.is_global_zero else None
     if recorder:
         record_context(recorder, cfg, dm)
+        recorder.params({"trainer.precision_resolved": trainer_options["precision"]})
 
     metrics: dict[str, float] = {}
     if cfg.train:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pickle
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -201,3 +202,61 @@ def test_a_bad_list_of_survey_seeds_is_named(tmp_path):
         make_dm(tmp_path, survey={**SMALL, "seed": [1, 1]})
     with pytest.raises(ValueError, match=r"data\.survey\.seed: the list of survey seeds is empty"):
         make_dm(tmp_path, survey={**SMALL, "seed": []})
+
+
+def centres(ds) -> set[tuple[int, int, int, int]]:
+    return set(zip(ds.part.tolist(), ds.il.tolist(), ds.xl.tolist(), ds.t.tolist(), strict=True))
+
+
+class _Linear(L.LightningModule):
+    """The smallest module a Trainer can fit on the datamodule's batches."""
+
+    def __init__(self, n_inputs: int, n_classes: int) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(n_inputs, n_classes)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.layer(x.flatten(1)), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class _SeenWindows(L.Callback):
+    def __init__(self) -> None:
+        self.per_epoch: list[set] = []
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self.per_epoch.append(centres(trainer.train_dataloader.dataset))
+
+
+def test_resample_train_draws_new_training_windows_each_epoch_and_keeps_val_test(tmp_path):
+    fixed = make_dm(tmp_path)
+    dm = make_dm(tmp_path, sampling={**SAMPLING, "resample_train": True})
+    val, test = centres(dm.datasets["val"]), centres(dm.datasets["test"])
+    seen = _SeenWindows()
+    trainer = L.Trainer(
+        max_epochs=3,
+        reload_dataloaders_every_n_epochs=1,  # what train() sets when resample_train is on
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[seen],
+    )
+    trainer.fit(_Linear(dm.window.length, len(dm.class_names)), datamodule=dm)
+    first, second, third = seen.per_epoch
+    assert first == centres(fixed.datasets["train"])  # epoch 0 is the plain sample
+    for later in (second, third):
+        assert len(later) > 0.9 * len(first)
+        assert len(later & first) < 0.05 * len(first)
+    assert len(second & third) < 0.05 * len(first)
+    assert centres(dm.datasets["val"]) == val and centres(dm.datasets["test"]) == test
+    # still leak-free and balanced: the new windows come from the training blocks only
+    assert footprint(dm, "train").isdisjoint(footprint(dm, "val") | footprint(dm, "test"))
+    train = dm.datasets["train"]
+    _, labels = train.raw(np.arange(len(train)))
+    counts = np.bincount(labels)
+    assert counts[counts > 0].min() >= 0.8 * counts.max()
