@@ -5,7 +5,8 @@ laterally (:func:`build_stack`), each with a primary facies and column-like bodi
 (:class:`FaciesPlan`: near-vertical lateral contacts, so a body replaces the unit's facies over its whole
 thickness instead of adding contacts inside a trace). A generator receives every voxel of its facies with the
 voxel's place in its unit (:class:`FaciesVoxels`) and returns the reflectivity there; every run of a facies
-but ``massive`` starts with a moderate boundary reflector (``textures.boundary``), as facies contacts do.
+but ``massive`` starts with a moderate boundary reflector (``textures.boundary``), as facies contacts do,
+mostly of the sign its facies' impedance gives (``textures.TOP_POSITIVE``).
 
 Each facies has a character that a single trace window of ~64 samples (30 Hz wavelet, 10 dB noise) shows;
 interior RMS levels after the survey's scaling to unit RMS (noise RMS 0.32) are given in brackets. The loud
@@ -191,7 +192,7 @@ def flat_model(
         )
         refl.reshape(-1)[idx] = GENERATORS[name](stream, voxels)
         if name != "massive":
-            refl.reshape(-1)[idx] += boundary(marker_stream, voxels)
+            refl.reshape(-1)[idx] += boundary(marker_stream, voxels, name)
     return labels, refl
 
 

@@ -41,7 +41,7 @@ from seismic.data.survey import Survey
 __all__ = ["FACIES", "GENERATOR_VERSION", "SyntheticSurveyConfig", "generate_survey", "ricker"]
 
 GENERATOR = "seismic.data.synthetic"
-GENERATOR_VERSION = 2  # bump whenever the output for a given config changes
+GENERATOR_VERSION = 3  # bump whenever the output for a given config changes
 _SLAB_VOXELS = 1 << 19  # output voxels deformed per pass: bounds the memory of the coordinate arrays
 
 _INT_MIN = {"n_inlines": 1, "n_crosslines": 1, "n_samples": 1, "seed": 0, "n_units": len(FACIES)}

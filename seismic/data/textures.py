@@ -72,8 +72,10 @@ def spike_table(
     spacing: tuple[float, float],
     amplitude: tuple[float, float],
     alternate: bool = False,
+    positive: float = 0.5,
 ) -> np.ndarray:
-    """``rows`` sparse reflectivity series of ``length`` samples: spikes ``spacing`` apart, random sizes."""
+    """``rows`` sparse reflectivity series of ``length`` samples: spikes ``spacing`` apart, random sizes,
+    each positive with probability ``positive`` (or alternating in sign from a random first one)."""
     n_max = int(length / spacing[0]) + 2
     pos = np.cumsum(rng.uniform(*spacing, size=(rows, n_max)), axis=1)
     pos = np.rint(pos - rng.uniform(0.0, spacing[1], size=(rows, 1))).astype(np.intp)
@@ -81,7 +83,7 @@ def spike_table(
     if alternate:
         sign = np.where(np.arange(n_max) % 2 == 0, 1.0, -1.0) * rng.choice([-1.0, 1.0], size=(rows, 1))
     else:
-        sign = rng.choice([-1.0, 1.0], size=(rows, n_max))
+        sign = np.where(rng.random((rows, n_max)) < positive, 1.0, -1.0)
     table = np.zeros((rows, length))
     ok = (pos >= 0) & (pos < length)
     row = np.broadcast_to(np.arange(rows)[:, None], pos.shape)
@@ -110,6 +112,19 @@ MASSIVE_TOP = (1.6, 2.0)
 CLINO_PERIOD = (6.5, 9.0)
 CLINO_GAIN = 0.2
 BOUNDARY_SIZE = (0.5, 0.8)
+# Probability that the reflector at the top of a facies run is positive (an impedance increase, SEG normal
+# polarity). Rocks have consistent contrasts (hard massive bodies, soft shales), so a real survey is not
+# symmetric under a sign flip, and a polarity reversal in processing is a visible error; with random signs
+# (generator version 2) a flipped survey was statistically the same survey and no monitor could see it.
+PARALLEL_POSITIVE = 0.8  # the bright reflectors of ``parallel``: hard stringers in a softer matrix
+TOP_POSITIVE = {
+    "parallel": 0.7,
+    "transparent": 0.2,
+    "chaotic": 0.5,
+    "thin_bedded": 0.5,
+    "massive": 0.95,
+    "clinoform": 0.7,
+}
 
 
 def _length(v: FaciesVoxels, extra: float = 0.0) -> int:
@@ -150,7 +165,14 @@ def _layered(
 
 def parallel(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
     """Isolated bright reflectors, regularly spaced, laterally continuous, quiet in between."""
-    table = spike_table(rng, v.n_units, _length(v, 0.2 * _length(v) + 40.0), PARALLEL_SPACING, (0.85, 1.15))
+    table = spike_table(
+        rng,
+        v.n_units,
+        _length(v, 0.2 * _length(v) + 40.0),
+        PARALLEL_SPACING,
+        (0.85, 1.15),
+        positive=PARALLEL_POSITIVE,
+    )
     return PARALLEL_GAIN * _layered(rng, v, table, 20.0, 4.0, 0.4)
 
 
@@ -209,8 +231,12 @@ def thin_bedded(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
     return THIN_GAIN * _layered(rng, v, table, 20.0, 2.0, 0.4)
 
 
+def _top_signs(rng: np.random.Generator, n_units: int, facies: str) -> np.ndarray:
+    return np.where(rng.random(n_units) < TOP_POSITIVE[facies], 1.0, -1.0)
+
+
 def massive(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
-    top = rng.choice([-1.0, 1.0], size=v.n_units) * rng.uniform(*MASSIVE_TOP, v.n_units)
+    top = _top_signs(rng, v.n_units, "massive") * rng.uniform(*MASSIVE_TOP, v.n_units)
     return np.where(v.run_top, top[v.unit] * (1.0 + 0.1 * _lateral(rng, v, 30.0)), 0.0)
 
 
@@ -240,9 +266,9 @@ def clinoform(rng: np.random.Generator, v: FaciesVoxels, n_lobes: int = 3) -> np
     return CLINO_GAIN * taper * out
 
 
-def boundary(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
+def boundary(rng: np.random.Generator, v: FaciesVoxels, facies: str) -> np.ndarray:
     """The reflector at the top of every run of a facies but ``massive`` (which has its own, brighter)."""
-    size = rng.choice([-1.0, 1.0], size=v.n_units) * rng.uniform(*BOUNDARY_SIZE, v.n_units)
+    size = _top_signs(rng, v.n_units, facies) * rng.uniform(*BOUNDARY_SIZE, v.n_units)
     return np.where(v.run_top, size[v.unit] * (1.0 + 0.1 * _lateral(rng, v, 30.0)), 0.0)
 
 

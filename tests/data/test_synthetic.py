@@ -268,6 +268,26 @@ def test_clean_massive_interior_is_quiet_and_top_is_bright():
     assert np.abs(refl[..., 1:][top]).mean() > 0.5
 
 
+def test_reflector_signs_follow_the_facies_so_a_polarity_flip_is_visible(default_survey):
+    """Massive tops are hard (positive) and parallel reflectors mostly so: the survey is not the same survey
+    after a sign flip (with random signs a polarity reversal was undetectable by any monitor)."""
+    parts = _synthesize(SyntheticSurveyConfig(n_inlines=48, n_crosslines=32, seed=5, snr_db=None))
+    labels, refl = parts.labels, parts.reflectivity
+    top = np.zeros(labels.shape, bool)
+    top[..., 1:] = (labels[..., 1:] == MASSIVE) & (labels[..., :-1] != MASSIVE)
+    tops = refl[top]
+    assert tops.size > 500
+    assert 0.85 < (tops > 0).mean() < 1.0  # mostly hard, not a constant a model could key on
+    parallel = refl[(labels == FACIES.index("parallel")) & (np.abs(refl) > 0.5)]
+    assert (parallel > 0).mean() > 0.7
+    # the recorded windows carry it: their skewness is mostly positive
+    centre = default_survey.amplitudes[:, :, 64:-64]
+    flat = centre.reshape(-1, 64).astype(np.float64)
+    flat -= flat.mean(axis=1, keepdims=True)
+    skew = (flat**3).mean(axis=1) / np.maximum((flat**2).mean(axis=1), 1e-12) ** 1.5
+    assert np.median(skew) > 0.05
+
+
 # --- configuration ----------------------------------------------------------------------------------------
 
 
