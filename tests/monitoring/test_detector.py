@@ -130,3 +130,59 @@ def test_prediction_drift_and_window_statuses():
     assert small.status == "insufficient_data" and not small.drifted and small.predictions is None
     with pytest.raises(ValueError, match="no reference features"):
         compare(b, features=np.zeros((300, 2)))
+
+
+def _mixed_regions(rng, n_groups: int, rows: int, spread: float, boost: tuple[int, float] | None = None):
+    """Predicted classes whose mix varies from region to region (geology), optionally one class boosted."""
+    base = np.array([0.2, 0.2, 0.15, 0.15, 0.15, 0.15])
+    preds, groups = [], []
+    for g in range(n_groups):
+        p = base * np.exp(rng.normal(0.0, spread, base.size))
+        if boost is not None:
+            p[boost[0]] *= boost[1]
+        preds.append(rng.choice(base.size, size=rows, p=p / p.sum()))
+        groups.append(np.full(rows, g))
+    return np.concatenate(preds), np.concatenate(groups)
+
+
+def test_class_share_catches_one_facies_tripled_where_the_js_distance_is_calibrated_away():
+    """Class mixes vary between regions (shares +-20 %): the JS threshold from the chunks is then high, and a
+    change of one class's share hides in it; that class's own share, against its own spread, does not."""
+    rng = np.random.default_rng(7)
+    preds, groups = _mixed_regions(rng, 16, 1000, 0.2)
+    b = fit_baseline(_config(), predictions=preds, n_classes=6, groups=groups)
+    assert b.thresholds["class_share"].shape == (6,)
+    assert (b.thresholds["class_share"] >= 0.03).all()
+    caught_js = caught_share = alarms = 0
+    for _ in range(20):
+        same, _ = _mixed_regions(rng, 1, 2000, 0.2)
+        alarms += compare(b, predictions=same).predictions.drifted
+        tripled, _ = _mixed_regions(rng, 1, 2000, 0.2, boost=(3, 3.0))
+        r = compare(b, predictions=tripled).predictions
+        caught_js += r.js.drifted
+        caught_share += r.class_share.drifted
+        if r.class_share.drifted:
+            assert r.class_share_class == 3
+    assert alarms <= 1
+    assert caught_share >= 18 and caught_js <= 10
+    d = compare(b, predictions=tripled).predictions.to_dict()
+    assert set(d["tests"]) == {"chi2", "js", "class_share"}
+
+
+def test_signed_null_threshold_is_a_t_prediction_bound_or_the_largest_value():
+    import scipy.stats
+
+    from seismic.monitoring.calibration import threshold_from_signed_null
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(0.0, 0.02, size=(16, 6))
+    v[3, 1] = 0.5  # one extreme chunk: the threshold never sits below a value the reference itself showed
+    rms = np.sqrt((v**2).mean(axis=0))
+    k = scipy.stats.t.ppf(1 - 0.05 / 12, 15) * np.sqrt(1 + 1 / 16)  # 6 classes, 16 chunks, alpha 0.05
+    assert 3.0 < k < 3.4
+    thr = threshold_from_signed_null(v, 3.0, 0.05)
+    np.testing.assert_allclose(np.delete(thr, 1), np.delete(k * rms, 1))
+    assert thr[1] == pytest.approx(max(0.5, k * rms[1]))
+    # a configured z above the t factor wins; a stricter level widens the bound
+    np.testing.assert_allclose(threshold_from_signed_null(v, 5.0, 0.05)[0], 5.0 * rms[0])
+    assert threshold_from_signed_null(v, 3.0, 0.01)[0] > thr[0]
