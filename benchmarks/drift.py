@@ -32,7 +32,7 @@ import scipy.signal
 import scipy.stats
 import torch
 
-from seismic.data.synthetic import SyntheticSurveyConfig, generate_survey, ricker
+from seismic.data.synthetic import GENERATOR_VERSION, SyntheticSurveyConfig, generate_survey, ricker
 from seismic.data.windows import Normalisation, WindowSpec, extract_windows, fit_normalisation, sample_centres
 from seismic.features import FEATURE_NAMES, window_features
 from seismic.models.registry import build_model
@@ -79,8 +79,13 @@ def train_model(args, spec: WindowSpec):
 
 
 def cached_model(args, spec: WindowSpec):
-    """The cached model when it was trained with this spec and size, else train and cache it."""
-    key = {"spec": spec.to_dict(), "train_windows": args.train_windows, "epochs": args.epochs}
+    """The cached model when it was trained with this spec, size and generator, else train and cache it."""
+    key = {
+        "spec": spec.to_dict(),
+        "train_windows": args.train_windows,
+        "epochs": args.epochs,
+        "generator_version": GENERATOR_VERSION,  # surveys of another generator are other data
+    }
     if MODEL_CACHE.exists():
         saved = torch.load(MODEL_CACHE, map_location="cpu", weights_only=True)
         if saved["key"] == json.dumps(key, sort_keys=True):
