@@ -1,7 +1,9 @@
 """Batch-score a SEG-Y cube: ``python scripts/predict.py model.source=MODEL_DIR input=CUBE.sgy``.
 
-See ``configs/predict.yaml`` for every option and :mod:`serving.batch` for what is written. Prints one line
-and a JSON summary; exit status 2 with one line on stderr when the input or the model cannot be used.
+See ``configs/predict.yaml`` for every option and :mod:`serving.batch` for what is written; ``engine=ray``
+scores the inline chunks on a Ray cluster (:mod:`serving.ray_batch`) and writes the same files. Prints one
+line and a JSON summary; exit status 2 with one line on stderr when a setting, the input or the model cannot
+be used.
 """
 
 from __future__ import annotations
@@ -16,57 +18,73 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 import seismic.config  # noqa: F401  (registers the ${seismic.root:} resolver that configs/paths uses)
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
 def main(cfg: DictConfig) -> None:
+    from pydantic import ValidationError
+
     from seismic.io.errors import SeismicIOError
     from serving.batch import BatchScoringError, score_segy
     from serving.inference_log import InferenceLogWriter, install_sigterm_flush
+    from serving.predict_settings import load_predict_settings
     from serving.runtime import ModelLoadError, load_model
 
-    out = cfg.output
-    classes = Path(out.classes or Path(cfg.paths.log_dir) / "predict" / f"{Path(cfg.input).stem}.classes.sgy")
-    summary = Path(out.summary or classes.with_suffix(".summary.parquet"))
     try:
-        model = load_model(
-            cfg.model.source,
-            providers=list(cfg.runtime.providers),
-            intra_op_threads=cfg.runtime.intra_op_threads,
-            inter_op_threads=cfg.runtime.inter_op_threads,
-            tracking_uri=cfg.model.tracking_uri,
-        )
-        with contextlib.ExitStack() as stack:
-            writer = None
-            if cfg.log.enabled:
-                writer = stack.enter_context(
-                    InferenceLogWriter(
-                        cfg.log.directory,
-                        dt_ms=model.dt_ms,
-                        sample_fraction=cfg.log.sample_fraction,
-                        max_buffer_rows=cfg.log.max_buffer_rows,
-                    )
-                )
-                install_sigterm_flush(writer)
-            result = score_segy(
-                model,
-                cfg.input,
-                classes,
-                probability_path=out.max_probability,
-                summary_path=summary,
-                chunk_inlines=cfg.chunk.chunk_inlines,
-                max_memory_mb=cfg.chunk.max_memory_mb,
-                batch_size=cfg.chunk.batch_size,
-                class_format=out.class_format,
-                iline=cfg.segy.iline,
-                xline=cfg.segy.xline,
-                log_writer=writer,
-                progress=cfg.progress,
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        s = load_predict_settings(plain)  # type: ignore[arg-type]
+    except MissingMandatoryValue as err:
+        print(f"predict failed: {err.full_key} is required ({err.full_key}=...)", file=sys.stderr)
+        sys.exit(2)
+    except ValidationError as err:
+        print(f"predict failed: {err}", file=sys.stderr)
+        sys.exit(2)
+    out = s.output
+    classes = Path(out.classes or Path(cfg.paths.log_dir) / "predict" / f"{Path(s.input).stem}.classes.sgy")
+    summary = Path(out.summary or classes.with_suffix(".summary.parquet"))
+    writer = None
+    try:
+        if s.engine == "ray":
+            result = score_on_ray(s, classes, summary)
+        else:
+            model = load_model(
+                s.model.source,
+                providers=list(s.runtime.providers),
+                intra_op_threads=s.runtime.intra_op_threads,
+                inter_op_threads=s.runtime.inter_op_threads,
+                tracking_uri=s.model.tracking_uri,
             )
-    except (SeismicIOError, BatchScoringError, ModelLoadError, ValueError) as err:
+            with contextlib.ExitStack() as stack:
+                if s.log.enabled:
+                    writer = stack.enter_context(
+                        InferenceLogWriter(
+                            s.log.directory,
+                            dt_ms=model.dt_ms,
+                            sample_fraction=s.log.sample_fraction,
+                            max_buffer_rows=s.log.max_buffer_rows,
+                        )
+                    )
+                    install_sigterm_flush(writer)
+                result = score_segy(
+                    model,
+                    s.input,
+                    classes,
+                    probability_path=out.max_probability,
+                    summary_path=summary,
+                    chunk_inlines=s.chunk.chunk_inlines,
+                    max_memory_mb=s.chunk.max_memory_mb,
+                    batch_size=s.chunk.batch_size,
+                    class_format=out.class_format,
+                    iline=s.segy.iline,
+                    xline=s.segy.xline,
+                    log_writer=writer,
+                    progress=s.progress,
+                )
+    except (SeismicIOError, BatchScoringError, ModelLoadError, ValueError, ImportError) as err:
         print(f"predict failed: {err}", file=sys.stderr)
         sys.exit(2)
     report = result.to_dict()
@@ -74,6 +92,35 @@ def main(cfg: DictConfig) -> None:
         report["inference_log"] = dataclasses.asdict(writer.stats)
     print(f"scored {result.windows} windows in {result.seconds:.1f} s ({result.windows_per_s:.0f} windows/s)")
     print(json.dumps(report, indent=2))
+
+
+def score_on_ray(s, classes: Path, summary: Path):  # type: ignore[no-untyped-def]
+    try:
+        from serving.ray_batch import score_segy_ray
+    except ImportError as err:  # ray is an optional extra
+        raise ImportError(f"engine=ray needs Ray: pip install -e '.[ray]' ({err})") from err
+    return score_segy_ray(
+        s.model.source,
+        s.input,
+        classes,
+        probability_path=s.output.max_probability,
+        summary_path=summary,
+        chunk_inlines=s.chunk.chunk_inlines,
+        max_memory_mb=s.chunk.max_memory_mb,
+        batch_size=s.chunk.batch_size,
+        class_format=s.output.class_format,
+        iline=s.segy.iline,
+        xline=s.segy.xline,
+        providers=list(s.runtime.providers),
+        intra_op_threads=s.runtime.intra_op_threads,
+        inter_op_threads=s.runtime.inter_op_threads,
+        tracking_uri=s.model.tracking_uri,
+        address=s.ray.address,
+        actors=s.ray.actors,
+        num_cpus=s.ray.num_cpus,
+        num_gpus=s.ray.num_gpus,
+        progress=s.progress,
+    )
 
 
 if __name__ == "__main__":

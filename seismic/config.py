@@ -32,7 +32,11 @@ def _field_default(value: Any) -> Any:
 
 
 def _mirror(name: str, defaults: dict[str, Any]) -> type:
-    return make_dataclass(name, [(key, Any, _field_default(value)) for key, value in defaults.items()])
+    cls = make_dataclass(name, [(key, Any, _field_default(value)) for key, value in defaults.items()])
+    # pickled by reference (seismic.config.<name>), not by value: launchers that run trials in other processes
+    # (hydra-submitit-launcher) pickle the ConfigStore, and a by-value copy loses the default factories
+    cls.__module__ = __name__
+    return cls
 
 
 def _defaults_of(cls: type) -> dict[str, Any]:

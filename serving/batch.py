@@ -25,7 +25,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -118,6 +118,75 @@ def chunk_inlines_for(shape: tuple[int, int, int], spec: WindowSpec, max_memory_
     return int(np.clip(k, 1, n_il))
 
 
+def volume_shape(volume: Any) -> tuple[int, int, int]:
+    shape: tuple[int, ...] = tuple(int(n) for n in volume.shape)
+    if len(shape) != 3:
+        raise BatchScoringError(f"expected a post-stack cube [il, xl, t], got shape {shape}")
+    return shape  # type: ignore[return-value]
+
+
+def score_chunk(
+    model: LoadedModel,
+    volume: Any,
+    start: int,
+    stop: int,
+    *,
+    batch_size: int = 1024,
+    on_batch: Any = None,
+    prefetch: ThreadPoolExecutor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score the centres on inlines ``[start, stop)`` of ``volume`` (an array, or a :class:`SegyFile` cube
+    read lazily): ``(classes [k, n_xl, n_t] int16, max_probability [k, n_xl, n_t] float32)``.
+
+    Only the inlines those windows read are loaded (:func:`halo`); windows are indexed in whole-volume
+    coordinates, so any split into chunks gives the whole-volume result. ``on_batch`` as in
+    :func:`iter_scores`; ``prefetch``: the one-thread executor that cuts the next batch (one per call if
+    ``None``).
+    """
+    spec = window_spec(model)
+    shape = volume_shape(volume)
+    if prefetch is None:
+        with ThreadPoolExecutor(1, thread_name_prefix="cut-windows") as own:
+            return score_chunk(
+                model, volume, start, stop, batch_size=batch_size, on_batch=on_batch, prefetch=own
+            )
+    (il_lo, il_hi), (xl_lo, xl_hi), (t_lo, t_hi) = valid_centre_ranges(shape, spec)
+    lo, hi = halo(spec, start, stop, shape)
+    data = (
+        volume.read_inlines(lo, hi) if isinstance(volume, SegyFile) else np.asarray(volume[lo:hi], np.float32)
+    )
+    if not np.isfinite(data).all():
+        bad = lo + int(np.flatnonzero(~np.isfinite(data).reshape(len(data), -1).all(axis=1))[0])
+        raise BatchScoringError(f"inline position {bad} holds NaN or Inf samples; nothing was written")
+    block = _InlineBlock(data, lo, shape)
+    classes = np.full((stop - start, shape[1], shape[2]), FILL_CLASS, dtype=np.int16)
+    max_prob = np.zeros(classes.shape, dtype=np.float32)
+    origin = (max(start, il_lo), xl_lo, t_lo)
+    sizes = (max(0, min(stop, il_hi) - origin[0]), xl_hi - xl_lo, t_hi - t_lo)
+    n = int(np.prod(sizes))
+
+    def cut(s: int) -> tuple[np.ndarray, ...]:
+        i, x, t = np.unravel_index(np.arange(s, min(s + batch_size, n)), sizes)
+        il, xl, tt = i + origin[0], x + origin[1], t + origin[2]
+        windows = extract_windows(block, il, xl, tt, spec)  # type: ignore[arg-type]
+        return il, xl, tt, windows, model.normalise(windows)
+
+    # the next batch is cut while onnxruntime (which releases the GIL) runs this one
+    pending = prefetch.submit(cut, 0)
+    for s in range(0, n, batch_size):
+        il, xl, tt, windows, normalised = pending.result()
+        if s + batch_size < n:
+            pending = prefetch.submit(cut, s + batch_size)
+        began = time.perf_counter()
+        out = model.run(normalised)
+        seconds = time.perf_counter() - began
+        classes[il - start, xl, tt] = out["class"]
+        max_prob[il - start, xl, tt] = out["probabilities"].max(axis=1)
+        if on_batch is not None:
+            on_batch(windows, out, start, seconds)
+    return classes, max_prob
+
+
 def iter_scores(
     model: LoadedModel,
     volume: Any,
@@ -132,55 +201,21 @@ def iter_scores(
     ``on_batch(windows, outputs, start, seconds)`` is called after every batch (progress, inference log);
     ``seconds`` is the batch's onnxruntime time.
     """
-    spec = window_spec(model)
-    segy = isinstance(volume, SegyFile)
-    shape: tuple[int, int, int] = tuple(int(n) for n in volume.shape)  # type: ignore[assignment]
-    if len(shape) != 3:
-        raise BatchScoringError(f"expected a post-stack cube [il, xl, t], got shape {shape}")
-    (il_lo, il_hi), (xl_lo, xl_hi), (t_lo, t_hi) = valid_centre_ranges(shape, spec)
-    # the next batch is cut while onnxruntime (which releases the GIL) runs this one
+    window_spec(model)
+    shape = volume_shape(volume)
     prefetch = ThreadPoolExecutor(1, thread_name_prefix="cut-windows")
     try:
         for start in range(0, shape[0], chunk_inlines):
             stop = min(start + chunk_inlines, shape[0])
-            lo, hi = halo(spec, start, stop, shape)
-            data = volume.read_inlines(lo, hi) if segy else np.asarray(volume[lo:hi], dtype=np.float32)
-            if not np.isfinite(data).all():
-                bad = lo + int(np.flatnonzero(~np.isfinite(data).reshape(len(data), -1).all(axis=1))[0])
-                raise BatchScoringError(
-                    f"inline position {bad} holds NaN or Inf samples; nothing was written"
-                )
-            block = _InlineBlock(data, lo, shape)
-            classes = np.full((stop - start, shape[1], shape[2]), FILL_CLASS, dtype=np.int16)
-            max_prob = np.zeros(classes.shape, dtype=np.float32)
-            origin = (max(start, il_lo), xl_lo, t_lo)
-            sizes = (max(0, min(stop, il_hi) - origin[0]), xl_hi - xl_lo, t_hi - t_lo)
-            n = int(np.prod(sizes))
-
-            def cut(s: int, block=block, origin=origin, sizes=sizes, n=n) -> tuple[np.ndarray, ...]:
-                i, x, t = np.unravel_index(np.arange(s, min(s + batch_size, n)), sizes)
-                il, xl, tt = i + origin[0], x + origin[1], t + origin[2]
-                windows = extract_windows(block, il, xl, tt, spec)  # type: ignore[arg-type]
-                return il, xl, tt, windows, model.normalise(windows)
-
-            pending = prefetch.submit(cut, 0)
-            for s in range(0, n, batch_size):
-                il, xl, tt, windows, normalised = pending.result()
-                if s + batch_size < n:
-                    pending = prefetch.submit(cut, s + batch_size)
-                began = time.perf_counter()
-                out = model.run(normalised)
-                seconds = time.perf_counter() - began
-                classes[il - start, xl, tt] = out["class"]
-                max_prob[il - start, xl, tt] = out["probabilities"].max(axis=1)
-                if on_batch is not None:
-                    on_batch(windows, out, start, seconds)
+            classes, max_prob = score_chunk(
+                model, volume, start, stop, batch_size=batch_size, on_batch=on_batch, prefetch=prefetch
+            )
             yield start, classes, max_prob
     finally:
         prefetch.shutdown(wait=True, cancel_futures=True)
 
 
-class _Progress:
+class Progress:
     """tqdm bar in windows (it shows windows/s), or nothing."""
 
     def __init__(self, total: int, enabled: bool) -> None:
@@ -210,6 +245,106 @@ def _summary_table(
     return table.replace_schema_metadata({b"seismic.batch_scoring": json.dumps(meta).encode()})
 
 
+def check_options(model: LoadedModel, class_format: str, batch_size: int) -> None:
+    if class_format not in _ENCODED:
+        raise ValueError(f"class_format must be one of {sorted(_ENCODED)}, got {class_format!r}")
+    if len(model.class_names) > 127 and class_format == "int8":
+        raise ValueError(f"{len(model.class_names)} classes do not fit int8; use int16")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+@contextlib.contextmanager
+def open_cube(model: LoadedModel, input_path: str | Path, *, iline: int, xline: int) -> Iterator[SegyFile]:
+    """The input opened (plain reads, no memory map) and checked before any output exists: a post-stack
+    cube large enough for the model's windows; a sample interval other than the model's is a warning."""
+    spec = window_spec(model)
+    with open_segy(input_path, iline=iline, xline=xline, mmap=False) as segy:
+        if segy.kind != "cube":
+            raise BatchScoringError(
+                f"{segy.path}: a {segy.kind} file cannot be scored, it needs a post-stack inline/crossline "
+                f"cube" + (f" ({segy.geometry_error})" if segy.geometry_error else "")
+            )
+        valid_centre_ranges(segy.shape, spec)  # type: ignore[arg-type]  (too small for a 'valid' window)
+        if model.dt_ms and abs(model.dt_ms - segy.dt_ms) > 1e-6:
+            log.warning(
+                "%s: sample interval %g ms, the model was trained on %g ms: its windows span another time",
+                segy.path,
+                segy.dt_ms,
+                model.dt_ms,
+            )
+        yield segy
+
+
+def write_scores(
+    model: LoadedModel,
+    segy: SegyFile,
+    chunks: Iterable[tuple[int, np.ndarray, np.ndarray]],
+    class_path: str | Path,
+    *,
+    probability_path: str | Path | None,
+    summary_path: str | Path | None,
+    class_format: str,
+    chunk_inlines: int,
+    started: float,
+) -> BatchResult:
+    """Write scored chunks ``(start_inline, classes, max_probability)``, in any order, as the class volume
+    (and the max-probability volume and summary): all outputs appear together at the end, or none if
+    ``chunks`` raises. Shared by :func:`score_segy` and the Ray engine (:mod:`serving.ray_batch`)."""
+    shape: tuple[int, int, int] = segy.shape  # type: ignore[assignment]
+    n_classes = len(model.class_names)
+    counts = np.zeros((shape[0], n_classes), dtype=np.int64)
+    prob_sum = np.zeros(shape[0])
+    with contextlib.ExitStack() as stack:
+        # entered first, renamed last: the class volume appears only once the other outputs are in place
+        classes_out = stack.enter_context(SegyLikeWriter(segy, class_path, class_format))
+        probs_out = (
+            stack.enter_context(SegyLikeWriter(segy, probability_path, "ieee")) if probability_path else None
+        )
+        summary_tmp = stack.enter_context(atomic_file(summary_path)) if summary_path else None
+        windows = 0
+        for start, classes, max_prob in chunks:
+            classes_out.write_inlines(start, classes)
+            if probs_out is not None:
+                probs_out.write_inlines(start, max_prob)
+            rows = slice(start, start + len(classes))
+            scored = classes.reshape(len(classes), -1)
+            for c in range(n_classes):
+                counts[rows, c] = (scored == c).sum(axis=1)
+            prob_sum[rows] = max_prob.reshape(len(classes), -1).sum(axis=1)
+            windows += int((scored != FILL_CLASS).sum())
+        seconds = time.perf_counter() - started
+        result = BatchResult(
+            input=str(segy.path),
+            class_path=str(class_path),
+            probability_path=str(probability_path) if probability_path else None,
+            summary_path=str(summary_path) if summary_path else None,
+            model_name=model.name,
+            model_version=model.version,
+            provider=model.provider,
+            shape=shape,
+            windows=windows,
+            seconds=round(seconds, 3),
+            windows_per_s=round(windows / seconds, 1),
+            chunk_inlines=chunk_inlines,
+            class_counts={name: int(counts[:, c].sum()) for c, name in enumerate(model.class_names)},
+        )
+        if summary_tmp is not None:
+            per_inline = np.maximum(counts.sum(axis=1), 1)
+            table = _summary_table(
+                counts,
+                segy.inlines,
+                prob_sum / per_inline,
+                model.class_names,
+                result.to_dict(),  # type: ignore[arg-type]
+            )
+            pq.write_table(table, summary_tmp)
+    log.info(
+        "scored %s: %d windows in %.1f s (%.0f windows/s)", segy.path, windows, seconds, windows / seconds
+    )
+    return result
+
+
 def score_segy(
     model: LoadedModel,
     input_path: str | Path,
@@ -234,43 +369,12 @@ def score_segy(
     output file is created; a :class:`~seismic.io.errors.SeismicIOError` or :class:`BatchScoringError` says
     why it cannot be scored.
     """
-    if class_format not in _ENCODED:
-        raise ValueError(f"class_format must be one of {sorted(_ENCODED)}, got {class_format!r}")
-    if len(model.class_names) > 127 and class_format == "int8":
-        raise ValueError(f"{len(model.class_names)} classes do not fit int8; use int16")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    spec = window_spec(model)
+    check_options(model, class_format, batch_size)
     started = time.perf_counter()
     job = uuid.uuid4().hex[:12]
-    with contextlib.ExitStack() as stack:
-        segy = stack.enter_context(open_segy(input_path, iline=iline, xline=xline, mmap=False))
-        if segy.kind != "cube":
-            raise BatchScoringError(
-                f"{segy.path}: a {segy.kind} file cannot be scored, it needs a post-stack inline/crossline "
-                f"cube" + (f" ({segy.geometry_error})" if segy.geometry_error else "")
-            )
-        shape: tuple[int, int, int] = segy.shape  # type: ignore[assignment]
-        valid_centre_ranges(shape, spec)  # a volume too small for a 'valid' window fails here
-        if model.dt_ms and abs(model.dt_ms - segy.dt_ms) > 1e-6:
-            log.warning(
-                "%s: sample interval %g ms, the model was trained on %g ms: its windows span another time",
-                segy.path,
-                segy.dt_ms,
-                model.dt_ms,
-            )
-        k = chunk_inlines or chunk_inlines_for(shape, spec, max_memory_mb)
-        n_classes = len(model.class_names)
-        counts = np.zeros((shape[0], n_classes), dtype=np.int64)
-        prob_sum = np.zeros(shape[0])
-        # entered first, renamed last: the class volume appears only once the other outputs are in place
-        classes_out = stack.enter_context(SegyLikeWriter(segy, class_path, class_format))
-        probs_out = (
-            stack.enter_context(SegyLikeWriter(segy, probability_path, "ieee")) if probability_path else None
-        )
-        summary_tmp = stack.enter_context(atomic_file(summary_path)) if summary_path else None
-        bar = _Progress(int(np.prod(shape)), progress)
-        stack.callback(bar.close)
+    with open_cube(model, input_path, iline=iline, xline=xline) as segy:
+        k = chunk_inlines or chunk_inlines_for(segy.shape, window_spec(model), max_memory_mb)  # type: ignore[arg-type]
+        bar = Progress(int(np.prod(segy.shape)), progress)
 
         def on_batch(windows: np.ndarray, out: dict[str, np.ndarray], start: int, seconds: float) -> None:
             bar.update(len(windows))
@@ -280,46 +384,17 @@ def score_segy(
                     out["embedding"], seconds,
                 )  # fmt: skip
 
-        windows = 0
-        for start, classes, max_prob in iter_scores(
-            model, segy, chunk_inlines=k, batch_size=batch_size, on_batch=on_batch
-        ):
-            classes_out.write_inlines(start, classes)
-            if probs_out is not None:
-                probs_out.write_inlines(start, max_prob)
-            rows = slice(start, start + len(classes))
-            scored = classes.reshape(len(classes), -1)
-            for c in range(n_classes):
-                counts[rows, c] = (scored == c).sum(axis=1)
-            prob_sum[rows] = max_prob.reshape(len(classes), -1).sum(axis=1)
-            windows += int((scored != FILL_CLASS).sum())
-        seconds = time.perf_counter() - started
-        result = BatchResult(
-            input=str(segy.path),
-            class_path=str(class_path),
-            probability_path=str(probability_path) if probability_path else None,
-            summary_path=str(summary_path) if summary_path else None,
-            model_name=model.name,
-            model_version=model.version,
-            provider=model.provider,
-            shape=shape,
-            windows=windows,
-            seconds=round(seconds, 3),
-            windows_per_s=round(windows / seconds, 1),
-            chunk_inlines=k,
-            class_counts={name: int(counts[:, c].sum()) for c, name in enumerate(model.class_names)},
-        )
-        if summary_tmp is not None:
-            per_inline = np.maximum(counts.sum(axis=1), 1)
-            table = _summary_table(
-                counts,
-                segy.inlines,
-                prob_sum / per_inline,
-                model.class_names,
-                result.to_dict(),  # type: ignore[arg-type]
+        try:
+            return write_scores(
+                model,
+                segy,
+                iter_scores(model, segy, chunk_inlines=k, batch_size=batch_size, on_batch=on_batch),
+                class_path,
+                probability_path=probability_path,
+                summary_path=summary_path,
+                class_format=class_format,
+                chunk_inlines=k,
+                started=started,
             )
-            pq.write_table(table, summary_tmp)
-    log.info(
-        "scored %s: %d windows in %.1f s (%.0f windows/s)", segy.path, windows, seconds, windows / seconds
-    )
-    return result
+        finally:
+            bar.close()
