@@ -180,6 +180,10 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     """
     from seismic.tasks.classification import FaciesClassificationTask
 
+    if not cfg.get("ckpt_path"):
+        raise ValueError("ckpt_path is required: the Lightning checkpoint to export (ckpt_path=PATH)")
+    if not Path(cfg.ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path {cfg.ckpt_path}: no such checkpoint file")
     if cfg.publish.register:  # fail before the export work, not after
         client = connect(cfg.registry.tracking_uri)
     task = FaciesClassificationTask.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")

@@ -104,6 +104,14 @@ def test_promote_cli_errors_are_one_line(tmp_path):
     assert f"127.0.0.1:{port} is unreachable" in line
 
 
+def test_export_cli_without_or_with_a_missing_checkpoint_says_so(tmp_path):
+    line = one_line_error(run_script(["scripts/export.py"], tmp_path))
+    assert line == "export failed: ckpt_path is required: the Lightning checkpoint to export (ckpt_path=PATH)"
+    missing = tmp_path / "nope.ckpt"
+    line = one_line_error(run_script(["scripts/export.py", f"ckpt_path={missing}"], tmp_path))
+    assert line == f"export failed: ckpt_path {missing}: no such checkpoint file"
+
+
 @pytest.mark.parametrize(
     ("config", "override", "key"),
     [
