@@ -19,7 +19,6 @@ drift alert, so a lasting drift does not teach the monitor that drift is normal;
 
 Statistics (names for ``adaptive.statistics``, which takes fnmatch patterns, e.g. ``["embedding.*"]``):
 ``feature.<name>`` (the gate effect size of a raw feature, ``drift.raw.gate``), ``predictions.js``,
-``predictions.class_share``,
 ``embedding.mmd`` (unbiased MMD^2) and ``embedding.classifier`` (held-out AUC).
 """
 
@@ -114,18 +113,15 @@ def statistics(window: Mapping[str, Any]):
     yield from _raw_statistics(window)
     pred = window.get("predictions")
     if pred:
-        chi2 = pred["tests"]["chi2"]
-        for test in ("js", "class_share"):
-            t = pred["tests"].get(test)  # class_share: absent from reports written before it existed
-            if t is not None:
-                yield (
-                    f"predictions.{test}",
-                    "predictions",
-                    t["statistic"],
-                    t["threshold"],
-                    chi2["p_adjusted"],
-                    t["drifted"],
-                )
+        js, chi2 = pred["tests"]["js"], pred["tests"]["chi2"]
+        yield (
+            "predictions.js",
+            "predictions",
+            js["statistic"],
+            js["threshold"],
+            chi2["p_adjusted"],
+            pred["drifted"],
+        )
     emb = window.get("embedding")
     if emb:
         for test in ("mmd", "classifier"):

@@ -25,7 +25,6 @@ noise is what the significance test screens out.
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 
 LOG_FLOOR = 1e-9
 
@@ -60,16 +59,3 @@ def threshold_from_null(values: np.ndarray, z: float) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
     logs = np.log(np.maximum(v, LOG_FLOOR))
     return np.maximum(v.max(axis=0), np.exp(logs.mean(axis=0) + z * logs.std(axis=0, ddof=1)))
-
-
-def threshold_from_signed_null(values: np.ndarray, z: float, alpha: float) -> np.ndarray:
-    """Per column of signed chunk differences ``[chunks, C]`` that scatter around 0 (a class's share in a
-    chunk minus its share in the rest): ``max(max |v|, k * rms(v))``, ``k`` the larger of ``z`` and the
-    Student-t prediction factor ``t(1 - alpha / 2C, chunks - 1) * sqrt(1 + 1 / chunks)``, so that the C
-    columns together pass a no-shift window with probability ~1 - alpha even when few chunks estimate the
-    spread (16 chunks, 6 classes, alpha 0.05: k = 3.13). The log-scale rule above does not fit such values:
-    ``|v|`` near 0 stretches the log spread, and ``exp(mean + 3 std)`` of half-normal values is ~15 sigma."""
-    v = np.asarray(values, dtype=np.float64)
-    n, columns = v.shape
-    factor = max(z, float(scipy.stats.t.ppf(1.0 - alpha / (2 * columns), n - 1)) * np.sqrt(1.0 + 1.0 / n))
-    return np.maximum(np.abs(v).max(axis=0), factor * np.sqrt((v**2).mean(axis=0)))

@@ -78,15 +78,12 @@ class RawConfig:
 
 @dataclass(frozen=True)
 class PredictionConfig:
-    """Predicted-class tests: chi-square for significance; two effect sizes, the Jensen-Shannon distance of
-    the whole distribution and the largest change of one class's share (``min_share_change`` its floor)."""
+    """Predicted-class tests: chi-square for significance, Jensen-Shannon distance as the effect size."""
 
     min_effect: float = 0.05
-    min_share_change: float = 0.03
 
     def __post_init__(self) -> None:
         _number(self.min_effect, "predictions.min_effect", 0.0, 1.0)
-        _number(self.min_share_change, "predictions.min_share_change", 0.0, 1.0)
 
 
 @dataclass(frozen=True)

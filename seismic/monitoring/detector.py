@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from seismic.monitoring import drift
-from seismic.monitoring.calibration import chunk_ids, threshold_from_null, threshold_from_signed_null
+from seismic.monitoring.calibration import chunk_ids, threshold_from_null
 from seismic.monitoring.config import RAW_TESTS, DriftConfig
 from seismic.monitoring.embedding_drift import classifier_test, median_bandwidth, mmd_test, pca_basis
 from seismic.monitoring.results import (
@@ -189,8 +189,6 @@ def _set_thresholds(b: Baseline, features, predictions, groups, n_rows: int) -> 
         for t in RAW_TESTS:
             b.thresholds[t] = np.full(len(b.feature_names), c.raw.min_effect[t])
     b.thresholds["predictions_js"] = c.predictions.min_effect
-    if b.n_classes:
-        b.thresholds["class_share"] = np.full(b.n_classes, c.predictions.min_share_change)
     b.thresholds["mmd"] = c.embedding.mmd.min_effect
     b.thresholds["classifier"] = c.embedding.classifier.min_auc
     if not c.calibration.enabled:
@@ -199,7 +197,7 @@ def _set_thresholds(b: Baseline, features, predictions, groups, n_rows: int) -> 
         return
     ids = chunk_ids(n_rows, c.calibration.n_chunks, groups)
     rng = np.random.default_rng(c.seed + 1)
-    raw, pred, shares = [], [], []
+    raw, pred = [], []
     for k in range(int(ids.max()) + 1):
         inside = ids == k
         if features is not None:
@@ -208,9 +206,7 @@ def _set_thresholds(b: Baseline, features, predictions, groups, n_rows: int) -> 
         if predictions is not None:
             p = np.asarray(predictions)
             ref_counts = drift.class_distribution(p[~inside], b.n_classes)
-            cur_counts = drift.class_distribution(p[inside], b.n_classes)
-            pred.append(drift.js_distance(ref_counts, cur_counts))
-            shares.append(share_change(ref_counts, cur_counts))
+            pred.append(drift.js_distance(ref_counts, drift.class_distribution(p[inside], b.n_classes)))
     z = c.calibration.z
     if raw:
         null = np.nan_to_num(np.stack(raw))  # [chunks, F, tests]
@@ -220,17 +216,6 @@ def _set_thresholds(b: Baseline, features, predictions, groups, n_rows: int) -> 
         b.null["raw"] = null
     if pred:
         _raise_threshold(b, "predictions_js", pred)
-        null = np.stack(shares)  # [chunks, classes], signed
-        calibrated = threshold_from_signed_null(null, z, c.alpha)
-        b.thresholds["class_share"] = np.maximum(b.thresholds["class_share"], calibrated)
-        b.null["class_share"] = null
-
-
-def share_change(ref_counts: np.ndarray, cur_counts: np.ndarray) -> np.ndarray:
-    """Current minus reference share of each class (signed; 0 for an empty side)."""
-    ref = ref_counts / max(1.0, ref_counts.sum())
-    cur = cur_counts / max(1.0, cur_counts.sum())
-    return cur - ref
 
 
 def _set_embedding_thresholds(b: Baseline, emb: np.ndarray, groups: np.ndarray | None) -> None:
@@ -334,17 +319,9 @@ def compare(
         js = drift.js_distance(ref_counts, cur_counts)
         thr = float(b.thresholds["predictions_js"])
         hit = bool(p_adj < c.alpha and js >= thr)
-        change = np.abs(share_change(ref_counts, cur_counts))
-        share_thr = b.thresholds["class_share"]
-        worst = int(np.argmax(change / np.maximum(share_thr, 1e-12)))
-        share_hit = bool(p_adj < c.alpha and change[worst] >= share_thr[worst])
         result.predictions = PredictionDrift(
             chi2=TestResult("chi2", chi2, js, thr, hit, p, p_adj),
             js=TestResult("js", js, js, thr, hit),
-            class_share=TestResult(
-                "class_share", float(change[worst]), float(change[worst]), float(share_thr[worst]), share_hit
-            ),
-            class_share_class=worst,
             reference_distribution=(ref_counts / ref_counts.sum()).tolist(),
             current_distribution=(cur_counts / max(1.0, cur_counts.sum())).tolist(),
         )

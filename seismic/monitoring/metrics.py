@@ -14,7 +14,6 @@ seismic_drift_window_insufficient          1 if the last window had too few rows
 seismic_drift_window_rows                  rows in the latest window (before sampling)
 seismic_drift_feature_score (feature)      gate effect size / its threshold (>= 1 with significance: drift)
 seismic_drift_prediction_js                JS distance of the predicted-class distributions
-seismic_drift_prediction_class_share       largest change of one predicted class's share
 seismic_drift_embedding_mmd2               unbiased MMD^2 of the embeddings
 seismic_drift_embedding_classifier_auc     held-out AUC of the domain classifier
 seismic_drift_quality (check)              nonfinite / dead / out_of_range fraction of the rows
@@ -72,14 +71,8 @@ def metric_families(report: Mapping[str, Any]) -> list[Metric]:
             score.add_metric([f["name"]], test["effect_size"] / test["threshold"])
     out.append(score)
     if latest["predictions"] is not None:
-        tests = latest["predictions"]["tests"]
-        js = tests["js"]["statistic"]
+        js = latest["predictions"]["tests"]["js"]["statistic"]
         out.append(_gauge("seismic_drift_prediction_js", "JS distance of predicted classes", js or 0.0))
-        if "class_share" in tests:
-            change = tests["class_share"]["statistic"] or 0.0
-            out.append(
-                _gauge("seismic_drift_prediction_class_share", "Largest change of one class's share", change)
-            )
     if latest["embedding"] is not None:
         tests = latest["embedding"]["tests"]
         out.append(

@@ -12,10 +12,8 @@ Schema ``seismic.drift-report`` version 1 (bump :data:`SCHEMA_VERSION` on any in
              {"name", "drifted", "gate", "n_reference", "n_current", "n_nonfinite",
               "tests": {"ks" | "wasserstein" | "psi" | "js": TEST},
               "histogram": null | {"edges", "reference", "current"}}]},
-         "predictions": null | {"drifted", "tests": {"chi2": TEST, "js": TEST, "class_share": TEST},
-                                "class_share_class": int, "reference_distribution",
-                                "current_distribution"},
-                                (class_share: added within version 1, absent from older reports)
+         "predictions": null | {"drifted", "tests": {"chi2": TEST, "js": TEST},
+                                "reference_distribution", "current_distribution"},
          "embedding": null | {"drifted", "combine", "n_reference", "n_current",
                               "tests": {"mmd": TEST, "classifier": TEST}, "projection": null | {...}}}]}
 

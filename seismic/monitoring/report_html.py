@@ -62,12 +62,7 @@ def _scores(w: Mapping[str, Any]) -> dict[str, float]:
     ]
     if ratios:
         out["raw (max feature)"] = max(ratios)
-    for family, test in (
-        ("predictions", "js"),
-        ("predictions", "class_share"),
-        ("embedding", "mmd"),
-        ("embedding", "classifier"),
-    ):
+    for family, test in (("predictions", "js"), ("embedding", "mmd"), ("embedding", "classifier")):
         t = (w.get(family) or {}).get("tests", {}).get(test)
         if t and t["effect_size"] is not None and t["threshold"]:
             value = t["effect_size"]
@@ -160,7 +155,7 @@ def _feature_table(features: list[Mapping[str, Any]]) -> str:
 def _windows_table(windows: list[Mapping[str, Any]]) -> str:
     head = (
         "<tr><th>window</th><th>status</th><th>rows</th><th>drift</th><th>drifted features</th>"
-        "<th>pred. JS</th><th>class share</th><th>MMD^2</th><th>MMD p adj.</th><th>classifier AUC</th></tr>"
+        "<th>pred. JS</th><th>MMD^2</th><th>MMD p adj.</th><th>classifier AUC</th></tr>"
     )
     rows = [head]
     for i, w in enumerate(windows):
@@ -172,7 +167,6 @@ def _windows_table(windows: list[Mapping[str, Any]]) -> str:
             f"<td>{w['n_current']}</td><td{cls}>{'DRIFT' if w['drifted'] else ''}</td>"
             f"<td style='text-align:left'>{html.escape(', '.join(w['raw']['drifted_features']))}</td>"
             f"<td>{_fmt(pred.get('js', {}).get('effect_size'))}</td>"
-            f"<td>{_fmt(pred.get('class_share', {}).get('effect_size'))}</td>"
             f"<td>{_fmt(emb.get('mmd', {}).get('statistic'))}</td>"
             f"<td>{_fmt(emb.get('mmd', {}).get('p_adjusted'))}</td>"
             f"<td>{_fmt(emb.get('classifier', {}).get('statistic'))}</td></tr>"

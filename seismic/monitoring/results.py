@@ -85,28 +85,19 @@ class FeatureDrift:
 
 @dataclass(frozen=True)
 class PredictionDrift:
-    """Chi-square decides significance; the whole distribution (JS distance) or one class's share (the
-    class whose change is largest against its threshold, ``class_share_class``) can carry the effect."""
-
     chi2: TestResult
     js: TestResult
     reference_distribution: list[float]
     current_distribution: list[float]
-    class_share: TestResult | None = None
-    class_share_class: int | None = None
 
     @property
     def drifted(self) -> bool:
-        return self.js.drifted or (self.class_share is not None and self.class_share.drifted)
+        return self.js.drifted
 
     def to_dict(self) -> dict[str, Any]:
-        tests = {"chi2": self.chi2.to_dict(), "js": self.js.to_dict()}
-        if self.class_share is not None:
-            tests["class_share"] = self.class_share.to_dict()
         return {
             "drifted": self.drifted,
-            "tests": tests,
-            "class_share_class": self.class_share_class,
+            "tests": {"chi2": self.chi2.to_dict(), "js": self.js.to_dict()},
             "reference_distribution": self.reference_distribution,
             "current_distribution": self.current_distribution,
         }
