@@ -41,6 +41,7 @@ def scheduled(cfg: DictConfig) -> None:
         monitor = Monitor(settings_from_config(cfg))
         if cfg.schedule.once:
             print(json.dumps(monitor.run_once(), indent=2))
+            monitor.push_metrics()
             monitor.retrain.stop(grace_s=None)  # a CronJob run lives until its retrain has finished
             return
         stop = threading.Event()

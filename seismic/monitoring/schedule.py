@@ -20,7 +20,8 @@ retrain policy (:mod:`seismic.monitoring.retrain`).
 alias moves, the new version's reference profile is downloaded and used from the next window on (the
 registry code, and with it mlflow, is imported only for such sources).
 
-**Metrics** (``metrics.port``; 0 = none): the drift gauges of the latest window
+**Metrics** (``metrics.port``; 0 = none; ``metrics.pushgateway``: pushed after each ``schedule.once`` run,
+which has no endpoint to scrape): the drift gauges of the latest window
 (:mod:`seismic.monitoring.metrics`) plus ``seismic_monitor_last_run_timestamp_seconds``,
 ``seismic_monitor_last_window_end_timestamp_seconds``, ``seismic_monitor_windows_processed_total``,
 ``seismic_monitor_alerts_sent_total{channel}``, ``seismic_monitor_alert_failures_total{channel}``,
@@ -98,6 +99,8 @@ class ScheduleSettings:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    pushgateway: str | None = None  # a CronJob run has no /metrics to scrape: it pushes them here
+    push_job: str = "seismic-monitor"
 
     @property
     def poll_seconds(self) -> float:
@@ -291,6 +294,22 @@ class Monitor:
             retrains.add_metric([decision], n)
         yield retrains
 
+    def push_metrics(self) -> bool:
+        """Push the gauges and counters to ``pushgateway`` (replacing this job's previous push). False, with
+        one log line naming the gateway, when it cannot be reached: reports and state are written anyway."""
+        if not self.s.pushgateway:
+            return False
+        from prometheus_client import push_to_gateway
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        try:
+            push_to_gateway(self.s.pushgateway, job=self.s.push_job, registry=registry, timeout=10)
+        except OSError as err:  # URLError, refused, timeout
+            log.error("monitor: cannot push metrics to the Pushgateway %s: %s", self.s.pushgateway, err)
+            return False
+        return True
+
     def serve_metrics(self) -> Any | None:
         """Start the ``/metrics`` HTTP server in a thread (``metrics.port`` 0: none); the server or None."""
         if not self.s.metrics_port:
@@ -358,4 +377,6 @@ def settings_from_config(cfg: Any) -> ScheduleSettings:
         retrain=retrain_cfg,
         metrics_host=str(cfg.metrics.host),
         metrics_port=int(cfg.metrics.port),
+        pushgateway=str(cfg.metrics.pushgateway) if cfg.metrics.get("pushgateway") else None,
+        push_job=str(cfg.metrics.get("push_job") or "seismic-monitor"),
     )

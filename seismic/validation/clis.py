@@ -40,7 +40,7 @@ MONITOR_KEYS = {
         "metrics", "alerts", "adaptive", "retrain",
     },
     "schedule": {"every", "once", "delay", "backfill", "poll"},
-    "metrics": {"host", "port"},
+    "metrics": {"host", "port", "pushgateway", "push_job"},
     "alerts": {
         "channels", "receiver", "external_url", "repeat_interval", "cooldown", "quality", "max_items",
         "retry",

@@ -4,6 +4,7 @@ live and a dead receiver, /metrics, and scripts/monitor.py as a daemon that stop
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -237,3 +239,46 @@ def test_cli_daemon_stops_on_sigterm_and_once_mode_does_not_repeat(tmp_path, set
     ids = [w["id"] for w in state["windows"]]
     assert len(ids) == len(set(ids)) >= 1 and {w["verdict"] for w in state["windows"]} == {"no_data"}
     assert json.loads(once.stdout) == [w for w in state["windows"][1:]]  # only hours the daemon had not done
+
+
+class _Gateway(http.server.BaseHTTPRequestHandler):
+    """A Pushgateway stand-in on 127.0.0.1: records each push's method, path and body."""
+
+    pushes: ClassVar[list[tuple[str, str, bytes]]] = []
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).pushes.append(("PUT", self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_once_mode_pushes_metrics_to_a_pushgateway_and_survives_an_unreachable_one(tmp_path, setup, caplog):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    gateway = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
+    thread = threading.Thread(target=gateway.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{gateway.server_port}"
+        settings = _settings(tmp_path, setup, [], backfill=4, pushgateway=url, push_job="cron-monitor")
+        monitor = Monitor(settings, clock=lambda: T0 + 4 * STEP + dt.timedelta(seconds=1))
+        assert len(monitor.run_once()) == 4
+        assert monitor.push_metrics()
+    finally:
+        gateway.shutdown()
+        thread.join(10)
+    method, path, body = _Gateway.pushes[-1]
+    assert (method, path) == ("PUT", "/metrics/job/cron-monitor")
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert families["seismic_drift_detected"].samples[0].value == 1.0
+    assert families["seismic_monitor_windows_processed"].samples[0].value == 4.0
+
+    dead = _settings(tmp_path / "b", setup, [], backfill=1, pushgateway=f"http://127.0.0.1:{_free_port()}")
+    monitor = Monitor(dead, clock=lambda: T0 + 4 * STEP + dt.timedelta(seconds=1))
+    monitor.run_once()
+    assert not monitor.push_metrics()
+    assert "cannot push metrics to the Pushgateway http://127.0.0.1:" in caplog.text
