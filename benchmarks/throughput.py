@@ -1,7 +1,7 @@
 """Training throughput: Lightning vs a plain PyTorch loop on the same model and batches; loader vs model.
 
     python benchmarks/throughput.py [--models cnn1d cnn2d] [--precision 32-true bf16-mixed] [--batches 200]
-        [--repeats 3] [--json PATH]
+        [--repeats 3] [--length-1d 64] [--json PATH]
 
 For each model the same task (net, loss, optimizer) is trained for ``--batches`` batches three ways, after a
 warm-up: (1) a plain loop over pre-built tensors: forward, cross-entropy, backward, AdamW step; (2) the same
@@ -124,6 +124,7 @@ def measure(model: str, precision: str, cache: Path, n_batches: int, batch: int,
     t_loader = best(repeats, lambda: loader_only(dm, n_batches))
     return {
         "model": model,
+        "window": "x".join(str(v) for v in (dm.window.width, dm.window.length) if v > 1) or "1",
         "precision": precision,
         "batch": batch,
         "plain_tensors_sps": round(n / t_plain),
@@ -140,11 +141,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["cnn1d", "cnn2d"])
     parser.add_argument("--precision", nargs="+", default=["32-true", "bf16-mixed"])
     parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--length-1d", type=int, default=64, help="samples of a cnn1d window (recipe: 128)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/throughput.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
+    WINDOWS["cnn1d"] = {**WINDOWS["cnn1d"], "length": args.length_1d}
     with tempfile.TemporaryDirectory(prefix="seismic-bench-tp-") as tmp:
         rows = [
             measure(m, p, Path(tmp), args.batches, args.batch, args.repeats)
