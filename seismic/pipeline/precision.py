@@ -1,9 +1,9 @@
 """``trainer.precision: auto``: bf16 mixed precision wherever the hardware runs it natively, else float32.
 
 Measured here (2 cores with AMX, ``benchmarks/throughput.py``, README "Measurements"): bf16 autocast trains
-the recipes' cnn1d (128 samples) 1.68x and cnn2d 1.63x as fast as float32. On a CPU without bf16 instructions autocast is emulated and
-slower than float32, and on CUDA before Ampere bf16 is emulated too, so ``auto`` checks the instruction sets
-instead of assuming.
+the recipes' cnn1d (128 samples) 1.68x and cnn2d 1.63x as fast as float32. On a CPU without bf16
+instructions autocast is emulated and slower than float32, and on CUDA before Ampere bf16 is emulated too, so
+``auto`` checks the instruction sets instead of assuming.
 """
 
 from __future__ import annotations
