@@ -1,7 +1,9 @@
 """A Hydra callback that closes every sweep with its best trial: printed, saved as JSON, logged to MLflow.
 
-Works for the basic launcher (grids) and the Optuna sweeper alike, since both report each job's return value
-(the optimised metric) through ``on_job_end``.
+Works for the basic launcher (grids), the Optuna sweeper and launchers that run trials in other processes
+(submitit on SLURM or locally): ``on_job_end`` runs wherever the trial ran, so it writes the trial's record
+(``TRIAL_FILE``) into the trial's output folder, and ``on_multirun_end`` gathers those files from the sweep
+folder instead of trusting its own memory, which only an in-process launcher fills.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
+TRIAL_FILE = "sweep_trial.json"
+
 
 class SweepSummary(Callback):
     def __init__(self, direction: str = "maximize") -> None:
@@ -29,14 +33,32 @@ class SweepSummary(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         ok = job_return.status == JobStatus.COMPLETED
         value = job_return.return_value if ok else None
-        self.trials.append(
-            {
-                "job": len(self.trials),
-                "overrides": list(job_return.overrides or []),
-                "value": float(value) if isinstance(value, int | float) and math.isfinite(value) else None,
-                "status": "completed" if ok else f"failed: {job_return._return_value!r}"[:300],
-            }
-        )
+        hydra_cfg = job_return.hydra_cfg or OmegaConf.create({})
+        num = OmegaConf.select(hydra_cfg, "hydra.job.num", default=None)
+        # the job's own folder (working_dir is the start directory unless hydra.job.chdir)
+        output_dir = OmegaConf.select(hydra_cfg, "hydra.runtime.output_dir", default=None)
+        trial = {
+            "job": int(num) if num is not None else len(self.trials),
+            "overrides": list(job_return.overrides or []),
+            "value": float(value) if isinstance(value, int | float) and math.isfinite(value) else None,
+            "status": "completed" if ok else f"failed: {job_return._return_value!r}"[:300],
+        }
+        self.trials.append(trial)
+        if output_dir:
+            try:
+                (Path(output_dir) / TRIAL_FILE).write_text(json.dumps(trial))
+            except OSError as err:  # the in-process record still serves a local sweep
+                log.warning("could not write %s in %s: %s", TRIAL_FILE, output_dir, err)
+
+    def gather(self, sweep_dir: Path) -> list[dict[str, Any]]:
+        """Every trial of the sweep: the records its jobs wrote, else what this process saw."""
+        found = []
+        for path in sorted(sweep_dir.glob(f"*/{TRIAL_FILE}")):
+            try:
+                found.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as err:
+                log.warning("skipping unreadable trial record %s: %s", path, err)
+        return sorted(found, key=lambda t: t["job"]) if found else self.trials
 
     def best(self) -> dict[str, Any] | None:
         scored = [t for t in self.trials if t["value"] is not None]
@@ -46,12 +68,13 @@ class SweepSummary(Callback):
         return pick(scored, key=lambda t: t["value"])
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(OmegaConf.select(config, "hydra.sweep.dir", default="."))
+        self.trials = self.gather(sweep_dir)
         if not self.trials:
             return
         best = self.best()
         metric = OmegaConf.select(config, "optimized_metric", default="value")
         summary = {"metric": metric, "direction": self.direction, "best": best, "trials": self.trials}
-        sweep_dir = Path(OmegaConf.select(config, "hydra.sweep.dir", default="."))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / "sweep_summary.json").write_text(json.dumps(summary, indent=2))
         shared = set.intersection(*(set(t["overrides"]) for t in self.trials))

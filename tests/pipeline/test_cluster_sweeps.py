@@ -5,6 +5,7 @@ runs through submitit's local executor. Skipped, not installed, when the plugin 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import stat
 
@@ -115,3 +116,8 @@ def test_two_trial_sweep_through_submitit_local(tmp_path):
     # each trial ran as its own submitit job, which logged its end
     logs = sorted((sweep / ".submitit").glob("*/*_log.out"))
     assert len(logs) == 2 and all("Job completed successfully" in p.read_text() for p in logs)
+    # the trials ended in other processes; the sweep summary still sees both (seismic/pipeline/sweep.py)
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert sorted(t["job"] for t in summary["trials"]) == [0, 1]
+    assert all(t["status"] == "completed" for t in summary["trials"])
+    assert "sweep of 2 trials" in out.stdout
