@@ -108,6 +108,8 @@ _ADDED = ("peak_cos_phase",)  # block features added later: appended, so earlier
 FEATURE_NAMES: tuple[str, ...] = (
     _BLOCK + tuple(f"core_{name}" for name in _BLOCK) + _ADDED + tuple(f"core_{name}" for name in _ADDED)
 )
+# the columns that change sign when a window's polarity is reversed (x -> -x); every other column is unchanged
+ODD_FEATURE_NAMES: tuple[str, ...] = ("mean", "skewness", "core_mean", "core_skewness")
 LATERAL_FEATURE_NAMES: tuple[str, ...] = _LATERAL + tuple(f"core_{name}" for name in _LATERAL)
 N_FEATURES = len(FEATURE_NAMES)
 _N_BLOCK = len(_BLOCK)

@@ -8,6 +8,7 @@ alertname                         fires when, in a window with enough rows
 ``SeismicFeatureDrift``           a raw handcrafted feature drifted (static or adaptive threshold)
 ``SeismicPredictionDrift``        the predicted-class distribution drifted
 ``SeismicEmbeddingDrift``         the embeddings drifted (MMD and/or domain classifier, per config)
+``SeismicPolarityReversed``       the data are closer to the reference with reversed polarity (a sign error)
 ``SeismicDataQuality``            non-finite, dead or out-of-range rows above ``alerts.quality``
 ================================  ===============================================================
 
@@ -44,6 +45,7 @@ FAMILIES = {
     "raw": ("SeismicFeatureDrift", "warning"),
     "predictions": ("SeismicPredictionDrift", "warning"),
     "embedding": ("SeismicEmbeddingDrift", "warning"),
+    "polarity": ("SeismicPolarityReversed", "critical"),
     "quality": ("SeismicDataQuality", "critical"),
 }
 FAMILIES_BY_NAME = {name: family for family, (name, _) in FAMILIES.items()}
@@ -170,6 +172,12 @@ def describe(window: Mapping[str, Any], decisions: Mapping[str, StatDecision], s
     hit = [d for d in emb if d.drifted]
     if emb and (len(hit) == len(emb) if combine == "all" else hit):
         out["embedding"] = "embeddings drifted: " + ", ".join(_named(d) for d in hit)
+    polarity = window.get("polarity")
+    if polarity and polarity["drifted"]:
+        out["polarity"] = (
+            f"polarity reversed: score {polarity['score']:.2f} (1 as the reference, -1 reversed;"
+            f" threshold {polarity['threshold']:.2f})"
+        )
     quality = _quality_hits(window, s.quality)
     if quality:
         out["quality"] = "data quality: " + ", ".join(quality)

@@ -129,6 +129,20 @@ class EmbeddingConfig:
 
 
 @dataclass(frozen=True)
+class PolarityConfig:
+    """The reversed-polarity check on the odd features, per predicted class (seismic.monitoring.polarity)."""
+
+    enabled: bool = True
+    min_class_rows: int = 30  # rows of a class, on each side, for its mean to count
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.enabled, bool), "polarity.enabled", f"must be true/false, got {self.enabled!r}"
+        )
+        _number(self.min_class_rows, "polarity.min_class_rows", 2, integer=True)
+
+
+@dataclass(frozen=True)
 class CalibrationConfig:
     """Thresholds from the variation between reference chunks (see :mod:`seismic.monitoring.calibration`)."""
 
@@ -153,6 +167,7 @@ class DriftConfig:
     raw: RawConfig = field(default_factory=RawConfig)
     predictions: PredictionConfig = field(default_factory=PredictionConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    polarity: PolarityConfig = field(default_factory=PolarityConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     def __post_init__(self) -> None:

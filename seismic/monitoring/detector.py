@@ -32,6 +32,7 @@ from seismic.monitoring import drift
 from seismic.monitoring.calibration import chunk_ids, threshold_from_null
 from seismic.monitoring.config import RAW_TESTS, DriftConfig
 from seismic.monitoring.embedding_drift import classifier_test, median_bandwidth, mmd_test, pca_basis
+from seismic.monitoring.polarity import PolarityModel, check_polarity, fit_polarity
 from seismic.monitoring.results import (
     EmbeddingDrift,
     FeatureDrift,
@@ -61,6 +62,7 @@ class Baseline:
     emb_mean: np.ndarray | None = None
     emb_std: np.ndarray | None = None
     pca: tuple[np.ndarray, np.ndarray] | None = None
+    polarity: PolarityModel | None = None
     thresholds: dict[str, Any] = field(default_factory=dict)  # test -> [F] (raw) or float
     null: dict[str, Any] = field(default_factory=dict)  # the chunk values behind the thresholds
 
@@ -75,7 +77,12 @@ class Baseline:
             "bandwidth": self.bandwidth,
             "calibrated": bool(self.null),
             "thresholds": thr,
+            "polarity_threshold": None if self.polarity is None else _finite_or_none(self.polarity.threshold),
         }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _finite(column: np.ndarray) -> np.ndarray:
@@ -177,6 +184,17 @@ def fit_baseline(
         b.emb_mean, b.emb_std = capped.mean(axis=0, dtype=np.float64), capped.std(axis=0, dtype=np.float64)
         b.pca = pca_basis(capped)
     _set_thresholds(b, features, predictions, groups, n_rows)
+    if features is not None and config.polarity.enabled:
+        b.polarity = fit_polarity(
+            b.feature_names,
+            features,
+            b.predictions,
+            b.n_classes,
+            groups,
+            n_chunks=config.calibration.n_chunks,
+            z=config.calibration.z if config.calibration.enabled else None,
+            min_class_rows=config.polarity.min_class_rows,
+        )
     if embeddings is not None:
         _set_embedding_thresholds(b, np.asarray(embeddings, dtype=np.float32), embedding_groups)
     return b
@@ -325,6 +343,8 @@ def compare(
             reference_distribution=(ref_counts / ref_counts.sum()).tolist(),
             current_distribution=(cur_counts / max(1.0, cur_counts.sum())).tolist(),
         )
+    if features is not None and b.polarity is not None:
+        result.polarity = check_polarity(b.polarity, features, predictions, c.alpha)
     if embeddings is not None:
         tests = []
         for test, stat, thr_key in (("mmd", mmd.mmd2, "mmd"), ("classifier", clf.auc, "classifier")):

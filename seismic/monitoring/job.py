@@ -304,6 +304,7 @@ def _brief(result: WindowDrift) -> dict[str, Any]:
         "drifted_features": d["raw"]["drifted_features"],
         "predictions_drifted": bool(d["predictions"] and d["predictions"]["drifted"]),
         "embedding_drifted": bool(d["embedding"] and d["embedding"]["drifted"]),
+        "polarity_reversed": bool(d["polarity"] and d["polarity"]["drifted"]),
     }
 
 

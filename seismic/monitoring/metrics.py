@@ -16,6 +16,7 @@ seismic_drift_feature_score (feature)      gate effect size / its threshold (>= 
 seismic_drift_prediction_js                JS distance of the predicted-class distributions
 seismic_drift_embedding_mmd2               unbiased MMD^2 of the embeddings
 seismic_drift_embedding_classifier_auc     held-out AUC of the domain classifier
+seismic_drift_polarity_score               1 reference polarity, -1 reversed (when the check is informative)
 seismic_drift_quality (check)              nonfinite / dead / out_of_range fraction of the rows
 seismic_drift_windows (verdict)            windows of the report per verdict: drift, ok, insufficient_data
 =========================================  =========================================================
@@ -82,6 +83,10 @@ def metric_families(report: Mapping[str, Any]) -> list[Metric]:
         )
         auc = tests["classifier"]["statistic"] or 0.5
         out.append(_gauge("seismic_drift_embedding_classifier_auc", "Domain classifier AUC", auc))
+    polarity = latest.get("polarity")
+    if polarity is not None and polarity["informative"] and polarity["score"] is not None:
+        doc = "Polarity score (1 as the reference, -1 reversed)"
+        out.append(_gauge("seismic_drift_polarity_score", doc, polarity["score"]))
     quality = latest["window"].get("quality")
     if quality:
         check = GaugeMetricFamily(

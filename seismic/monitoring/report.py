@@ -1,8 +1,8 @@
 """The JSON drift report: a versioned schema, its validator, and an atomic writer.
 
-Schema ``seismic.drift-report`` version 1 (bump :data:`SCHEMA_VERSION` on any incompatible change)::
+Schema ``seismic.drift-report`` version 2 (bump :data:`SCHEMA_VERSION` on any incompatible change)::
 
-    {"schema": "seismic.drift-report", "schema_version": 1, "created": ISO-8601 UTC,
+    {"schema": "seismic.drift-report", "schema_version": 2, "created": ISO-8601 UTC,
      "summary": {"verdict": "drift" | "ok" | "insufficient_data", "n_windows", "n_drifted", "n_insufficient",
                  "drifted_windows": [window ids]},
      "config": DriftConfig.to_dict(), "baseline": Baseline.summary(), "meta": {free-form, JSON-able},
@@ -15,8 +15,10 @@ Schema ``seismic.drift-report`` version 1 (bump :data:`SCHEMA_VERSION` on any in
          "predictions": null | {"drifted", "tests": {"chi2": TEST, "js": TEST},
                                 "reference_distribution", "current_distribution"},
          "embedding": null | {"drifted", "combine", "n_reference", "n_current",
-                              "tests": {"mmd": TEST, "classifier": TEST}, "projection": null | {...}}}]}
+                              "tests": {"mmd": TEST, "classifier": TEST}, "projection": null | {...}},
+         "polarity": null | {"drifted", "informative", "score", "threshold", "p_value", "classes_used"}}]}
 
+    Version 2 added "polarity" (seismic.monitoring.polarity) to every window.
     TEST = {"test", "statistic", "p_value", "p_adjusted", "effect_size", "threshold", "drifted"}
            (numbers or null: a statistic that is undefined, or a distance without a test of its own)
 """
@@ -34,7 +36,7 @@ from seismic.monitoring.config import DriftConfig
 from seismic.monitoring.results import WindowDrift
 
 SCHEMA = "seismic.drift-report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _TEST_KEYS = ("test", "statistic", "p_value", "p_adjusted", "effect_size", "threshold", "drifted")
 
 
@@ -112,7 +114,9 @@ def _tests(obj: Any, path: str, names: Sequence[str]) -> None:
 
 
 def _window(w: Any, path: str) -> None:
-    _keys(w, path, ("window", "status", "drifted", "n_current", "raw", "predictions", "embedding"))
+    _keys(
+        w, path, ("window", "status", "drifted", "n_current", "raw", "predictions", "embedding", "polarity")
+    )
     if w["status"] not in ("ok", "insufficient_data"):
         _fail(f"{path}.status", f"must be 'ok' or 'insufficient_data', got {w['status']!r}")
     if not isinstance(w["drifted"], bool):
@@ -128,10 +132,18 @@ def _window(w: Any, path: str) -> None:
         _tests(w["predictions"], f"{path}.predictions", ("chi2", "js"))
     if w["embedding"] is not None:
         _tests(w["embedding"], f"{path}.embedding", ("mmd", "classifier"))
+    if w["polarity"] is not None:
+        pp = f"{path}.polarity"
+        _keys(w["polarity"], pp, ("drifted", "informative", "score", "threshold", "p_value", "classes_used"))
+        for key in ("score", "threshold", "p_value"):
+            _number_or_null(w["polarity"][key], f"{pp}.{key}")
+        for key in ("drifted", "informative"):
+            if not isinstance(w["polarity"][key], bool):
+                _fail(f"{pp}.{key}", "must be a boolean")
 
 
 def validate_report(report: Any) -> None:
-    """Raise :class:`ReportSchemaError` naming the first path that breaks schema version 1."""
+    """Raise :class:`ReportSchemaError` naming the first path that breaks schema version 2."""
     _keys(
         report, "report", ("schema", "schema_version", "created", "summary", "config", "baseline", "windows")
     )

@@ -152,10 +152,19 @@ def _feature_table(features: list[Mapping[str, Any]]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
+def _polarity_cell(polarity: Mapping[str, Any] | None) -> str:
+    """Score (1 as the reference, -1 reversed); REVERSED when the check drifted, n/a when uninformative."""
+    if not polarity or not polarity["informative"]:
+        return "<td>n/a</td>"
+    if polarity["drifted"]:
+        return f"<td class='hit'>REVERSED {_fmt(polarity['score'])}</td>"
+    return f"<td>{_fmt(polarity['score'])}</td>"
+
+
 def _windows_table(windows: list[Mapping[str, Any]]) -> str:
     head = (
         "<tr><th>window</th><th>status</th><th>rows</th><th>drift</th><th>drifted features</th>"
-        "<th>pred. JS</th><th>MMD^2</th><th>MMD p adj.</th><th>classifier AUC</th></tr>"
+        "<th>pred. JS</th><th>MMD^2</th><th>MMD p adj.</th><th>classifier AUC</th><th>polarity</th></tr>"
     )
     rows = [head]
     for i, w in enumerate(windows):
@@ -169,7 +178,8 @@ def _windows_table(windows: list[Mapping[str, Any]]) -> str:
             f"<td>{_fmt(pred.get('js', {}).get('effect_size'))}</td>"
             f"<td>{_fmt(emb.get('mmd', {}).get('statistic'))}</td>"
             f"<td>{_fmt(emb.get('mmd', {}).get('p_adjusted'))}</td>"
-            f"<td>{_fmt(emb.get('classifier', {}).get('statistic'))}</td></tr>"
+            f"<td>{_fmt(emb.get('classifier', {}).get('statistic'))}</td>"
+            f"{_polarity_cell(w.get('polarity'))}</tr>"
         )
     return "<table>" + "".join(rows) + "</table>"
 

@@ -128,13 +128,35 @@ class EmbeddingDrift:
         }
 
 
+@dataclass(frozen=True)
+class PolarityCheck:
+    """Score 1: the reference's polarity; -1: reversed (see :mod:`seismic.monitoring.polarity`)."""
+
+    score: float
+    threshold: float
+    p_value: float
+    drifted: bool
+    informative: bool  # False: the reference has no sign asymmetry to compare with, or no class had rows
+    classes_used: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "drifted": bool(self.drifted),
+            "informative": bool(self.informative),
+            "score": _num(self.score),
+            "threshold": _num(self.threshold),
+            "p_value": _num(self.p_value),
+            "classes_used": int(self.classes_used),
+        }
+
+
 @dataclass
 class WindowDrift:
     """One comparison: a window of current rows against a reference (the baseline or the previous window).
 
     ``status`` is ``"insufficient_data"`` when the window had fewer rows than ``min_rows``: then no test
     ran and nothing is reported as drift. ``raw``/``predictions``/``embedding`` are None when their input
-    was not given.
+    was not given; ``polarity`` when there were no features (or polarity checks are off).
     """
 
     window: dict[str, Any]
@@ -143,6 +165,7 @@ class WindowDrift:
     features: list[FeatureDrift] = field(default_factory=list)
     predictions: PredictionDrift | None = None
     embedding: EmbeddingDrift | None = None
+    polarity: PolarityCheck | None = None
 
     @property
     def raw_drifted(self) -> bool:
@@ -155,6 +178,7 @@ class WindowDrift:
             self.raw_drifted,
             self.predictions is not None and self.predictions.drifted,
             self.embedding is not None and self.embedding.drifted,
+            self.polarity is not None and self.polarity.drifted,
         )
         return self.status == "ok" and any(parts)
 
@@ -171,4 +195,5 @@ class WindowDrift:
             },
             "predictions": None if self.predictions is None else self.predictions.to_dict(),
             "embedding": None if self.embedding is None else self.embedding.to_dict(),
+            "polarity": None if self.polarity is None else self.polarity.to_dict(),
         }
