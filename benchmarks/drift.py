@@ -199,6 +199,12 @@ def flags(result) -> dict[str, bool]:
     }
 
 
+def polarity_spread(baseline, scores: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Min / median / max of the polarity score per shift, and of the reference chunks' own scores."""
+    out = {"reference_chunks": list(baseline.polarity.null) if baseline.polarity else [], **scores}
+    return {k: [round(float(q), 2) for q in np.quantile(v, [0, 0.5, 1])] if v else [] for k, v in out.items()}
+
+
 def mix_oracle(shares: dict[str, list[float]]) -> dict[str, float]:
     """The best any detector could do on the facies-mix shift: a threshold on each window's true share of
     MIX_FACIES (from the labels), set at the no-shift windows' 95th percentile (false alarms <= 0.05)."""
@@ -350,6 +356,7 @@ def main() -> None:
     alarms: dict[str, dict[str, int]] = {s: {} for s in counts}  # windows in which each feature drifted
     compare_s, pool = [], []
     mix_share: dict[str, list[float]] = {"no_shift": [], "facies_mix": []}  # true MIX_FACIES share per window
+    polarity_scores: dict[str, list[float]] = {s: [] for s in counts}
     n_surveys = max(math.ceil(args.noshift / 2), math.ceil(args.per_shift / 2))
     for k in range(n_surveys):
         s = survey(3000 + k)
@@ -374,6 +381,8 @@ def main() -> None:
                 result = compare(baseline, **cur, window={"id": f"{name}/{k}/{half}"})
                 compare_s.append(time.perf_counter() - t0)
                 runs[name] += 1
+                if result.polarity is not None:
+                    polarity_scores[name].append(result.polarity.score)
                 for fam, hit in flags(result).items():
                     counts[name][fam] += hit
                 for f in result.features:
@@ -390,6 +399,8 @@ def main() -> None:
         print(f"{s:<12}" + "".join(f"{rates[s][f]:>13.2f}" for f in FAMILIES))
 
     print("features flagged in no-shift windows:", {k: v for k, v in alarms["no_shift"].items() if v})
+    spread = polarity_spread(baseline, polarity_scores)
+    print("polarity scores (min / median / max):", {k: v for k, v in spread.items() if v})
     oracle = mix_oracle(mix_share)
     print(
         f"facies mix, oracle on the TRUE share of facies {MIX_FACIES} (labels, no model): threshold"
@@ -414,6 +425,7 @@ def main() -> None:
         "runs": runs,
         "rates": rates,
         "facies_mix_oracle": oracle,
+        "polarity_scores": spread,
         "feature_alarms": {s: {k: v for k, v in a.items() if v} for s, a in alarms.items()},
         "thresholds": baseline.summary()["thresholds"],
         "baseline_fit_seconds": round(fit_s, 2),

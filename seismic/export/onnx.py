@@ -14,6 +14,10 @@ Parity: the exported graph runs in onnxruntime on random windows and on real hel
 and at a large batch, against the PyTorch module; if the largest absolute difference over all outputs exceeds
 the bound, :class:`ParityError` is raised and nothing is written.
 
+A 1D network is exported as the same network of ``1 x k`` 2D convolutions (:mod:`seismic.export.conv2d`,
+metadata ``graph_layout``): onnxruntime runs those about 4x faster on CPU; parity is checked against the
+original module.
+
 Exporter: ``torch.onnx.export(dynamo=False)`` (the TorchScript tracer). Measured here on cnn1d/cnn2d
 with torch 2.13: 0.1 s per export against 1.7-4 s for the dynamo exporter, identical parity (~2e-7),
 and no onnxscript dependency. The nets are plain conv stacks without data-dependent control flow
@@ -40,6 +44,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from seismic.export.conv2d import as_conv2d
 from seismic.export.layout import METADATA_FILE, ONNX_FILE
 from seismic.features import FEATURE_NAMES
 from seismic.io.atomic import atomic_file
@@ -152,7 +157,9 @@ def export_onnx(
     random = torch.randn(large_batch, *shape, generator=torch.Generator().manual_seed(seed)).numpy()
     if clip is not None:
         np.clip(random, -clip, clip, out=random)
-    graph = _export_bytes(head, torch.from_numpy(random[:2]), opset)
+    example = torch.from_numpy(random[:2])
+    twin = as_conv2d(head.net, example)  # the same network on onnxruntime's faster 2D kernels
+    graph = _export_bytes(head if twin is None else OnnxHead(twin).eval(), example, opset)
     inputs = {"random": random}
     if real_windows is not None:
         real = np.ascontiguousarray(real_windows[:large_batch], dtype=np.float32)
@@ -174,6 +181,7 @@ def export_onnx(
         **metadata,
         "opset": opset,
         "exporter": f"torch.onnx.export(dynamo=False) torch {torch.__version__}",
+        "graph_layout": "as-exported" if twin is None else "conv1d-as-conv2d",
         "onnxruntime": ort.__version__,
         "parity": report,
         "graph_sha256": hashlib.sha256(graph).hexdigest(),
