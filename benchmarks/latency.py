@@ -3,7 +3,8 @@
 ``python benchmarks/latency.py [--seconds 2] [--models cnn1d,cnn2d] [--quick]`` prints tables and writes
 ``benchmarks/results/latency.json``. All traffic goes to 127.0.0.1 and every cell is bounded in time.
 ``--quick`` (for iterating, not for the record) runs concurrency 8 only, 1 s a cell, and writes
-``latency-quick.json``.
+``latency-quick.json``. ``--server-arg KEY=VALUE`` (repeatable) overrides our server's settings, e.g.
+``inference_log.sample_fraction=0.5`` to measure what logging every window costs.
 
 1. In process, per model and batch size: windows/s of onnxruntime (a session configured as the server's
    default settings configure it) and of the same network in torch eager mode (``no_grad``).
@@ -240,7 +241,9 @@ def mlflow_model(folder: Path, dst: Path) -> Path:
     return dst
 
 
-def servers(folder: Path, name: str, work: Path, seconds: float, levels: tuple[int, ...]) -> list[dict]:
+def servers(
+    folder: Path, name: str, work: Path, seconds: float, levels: tuple[int, ...], server_args: list[str]
+) -> list[dict]:
     # MLflow's CLI runs `uvicorn` from PATH: the venv's bin must be on it
     env = {
         **os.environ,
@@ -259,6 +262,7 @@ def servers(folder: Path, name: str, work: Path, seconds: float, levels: tuple[i
             "log_level=WARNING",
             f"inference_log.directory={work / 'inference_log' / name}",
             f"hydra.run.dir={work}",
+            *server_args,
         ],
         port,
         work,
@@ -368,6 +372,12 @@ def main() -> None:
     parser.add_argument("--models", default="cnn1d,cnn2d")
     parser.add_argument("--output", type=Path, default=None, help="default: benchmarks/results/latency.json")
     parser.add_argument("--quick", action="store_true", help="concurrency 8 only, 1 s a cell (iterating)")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="override for our server (scripts/serve.py), e.g. inference_log.sample_fraction=0.5; repeatable",
+    )
     args = parser.parse_args()
     levels = (8,) if args.quick else CONCURRENCY
     if args.quick:
@@ -381,7 +391,7 @@ def main() -> None:
         for name in names:
             folder = export(work, name)
             local += in_process(folder, name, args.seconds / 2)
-            remote += servers(folder, name, work, args.seconds, levels)
+            remote += servers(folder, name, work, args.seconds, levels, args.server_arg)
     checks = targets(local, remote)
     print("\nin process (windows/s)\n" + table(local, ["model", "runtime", "batch", "windows_per_s"]))
     print(
@@ -408,6 +418,7 @@ def main() -> None:
         "command": "python benchmarks/latency.py " + " ".join(sys.argv[1:]),
         "cpu_count": os.cpu_count(),
         "seconds_per_cell": args.seconds,
+        "server_args": args.server_arg,
         "in_process": local,
         "servers": remote,
         "targets": checks,
