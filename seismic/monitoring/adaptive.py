@@ -19,6 +19,7 @@ drift alert, so a lasting drift does not teach the monitor that drift is normal;
 
 Statistics (names for ``adaptive.statistics``, which takes fnmatch patterns, e.g. ``["embedding.*"]``):
 ``feature.<name>`` (the gate effect size of a raw feature, ``drift.raw.gate``), ``predictions.js``,
+``predictions.share`` (the largest change of one class's share),
 ``embedding.mmd`` (unbiased MMD^2) and ``embedding.classifier`` (held-out AUC).
 """
 
@@ -113,15 +114,19 @@ def statistics(window: Mapping[str, Any]):
     yield from _raw_statistics(window)
     pred = window.get("predictions")
     if pred:
-        js, chi2 = pred["tests"]["js"], pred["tests"]["chi2"]
-        yield (
-            "predictions.js",
-            "predictions",
-            js["statistic"],
-            js["threshold"],
-            chi2["p_adjusted"],
-            pred["drifted"],
-        )
+        chi2 = pred["tests"]["chi2"]
+        for test in ("js", "share"):
+            t = pred["tests"].get(test)  # "share" since report schema 2
+            if t is None:
+                continue
+            yield (
+                f"predictions.{test}",
+                "predictions",
+                t["statistic"],
+                t["threshold"],
+                chi2["p_adjusted"],
+                t["drifted"],
+            )
     emb = window.get("embedding")
     if emb:
         for test in ("mmd", "classifier"):

@@ -49,7 +49,12 @@ FAMILIES = {
     "quality": ("SeismicDataQuality", "critical"),
 }
 FAMILIES_BY_NAME = {name: family for family, (name, _) in FAMILIES.items()}
-_NAMES = {"predictions.js": "JS distance", "embedding.mmd": "MMD^2", "embedding.classifier": "domain AUC"}
+_NAMES = {
+    "predictions.js": "JS distance",
+    "predictions.share": "class share change",
+    "embedding.mmd": "MMD^2",
+    "embedding.classifier": "domain AUC",
+}
 QUALITY_CHECKS = ("nonfinite", "dead", "out_of_range")
 ALERTMANAGER_ZERO_TIME = "0001-01-01T00:00:00Z"  # what Alertmanager sends as endsAt of a firing alert
 

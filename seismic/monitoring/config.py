@@ -78,12 +78,20 @@ class RawConfig:
 
 @dataclass(frozen=True)
 class PredictionConfig:
-    """Predicted-class tests: chi-square for significance, Jensen-Shannon distance as the effect size."""
+    """Predicted-class tests: chi-square for significance; two effect sizes, the Jensen-Shannon distance of
+    the class distributions and the largest change of one class's share (each against its own threshold)."""
 
-    min_effect: float = 0.05
+    min_effect: float = 0.05  # JS distance
+    min_share_change: float = 0.05  # absolute change of one class's share
+    # calibrated share threshold: z x the chunks' RMS change of that class (when calibration is on). Class
+    # shares vary between surveys with a heavier tail than a normal's: on the drift benchmark z = 3 flagged
+    # 10 % of no-shift windows on some class, z = 4 none of 24 in a first check (README, Drift monitoring)
+    share_z: float = 4.0
 
     def __post_init__(self) -> None:
         _number(self.min_effect, "predictions.min_effect", 0.0, 1.0)
+        _number(self.min_share_change, "predictions.min_share_change", 0.0, 1.0)
+        _number(self.share_z, "predictions.share_z", 0.0)
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,8 @@ def _set_thresholds(b: Baseline, features, predictions, groups, n_rows: int) -> 
         for t in RAW_TESTS:
             b.thresholds[t] = np.full(len(b.feature_names), c.raw.min_effect[t])
     b.thresholds["predictions_js"] = c.predictions.min_effect
+    if b.predictions is not None:
+        b.thresholds["predictions_share"] = np.full(b.n_classes, c.predictions.min_share_change)
     b.thresholds["mmd"] = c.embedding.mmd.min_effect
     b.thresholds["classifier"] = c.embedding.classifier.min_auc
     if not c.calibration.enabled:
@@ -215,7 +217,7 @@ def _set_thresholds(b: Baseline, features, predictions, groups, n_rows: int) -> 
         return
     ids = chunk_ids(n_rows, c.calibration.n_chunks, groups)
     rng = np.random.default_rng(c.seed + 1)
-    raw, pred = [], []
+    raw, pred, share = [], [], []
     for k in range(int(ids.max()) + 1):
         inside = ids == k
         if features is not None:
@@ -224,7 +226,9 @@ def _set_thresholds(b: Baseline, features, predictions, groups, n_rows: int) -> 
         if predictions is not None:
             p = np.asarray(predictions)
             ref_counts = drift.class_distribution(p[~inside], b.n_classes)
-            pred.append(drift.js_distance(ref_counts, drift.class_distribution(p[inside], b.n_classes)))
+            cur_counts = drift.class_distribution(p[inside], b.n_classes)
+            pred.append(drift.js_distance(ref_counts, cur_counts))
+            share.append(_share_change(ref_counts, cur_counts))
     z = c.calibration.z
     if raw:
         null = np.nan_to_num(np.stack(raw))  # [chunks, F, tests]
@@ -234,6 +238,18 @@ def _set_thresholds(b: Baseline, features, predictions, groups, n_rows: int) -> 
         b.null["raw"] = null
     if pred:
         _raise_threshold(b, "predictions_js", pred)
+        # a signed change scatters around 0, so not on the log scale of the distances: |N(0, s)| with s
+        # the chunks' RMS change (on the log scale, chunks that happen to match the rest blow up the spread)
+        null = np.stack(share)  # [chunks, classes], signed
+        spread = np.sqrt((null * null).mean(axis=0))
+        calibrated = np.maximum(np.abs(null).max(axis=0), c.predictions.share_z * spread)
+        b.thresholds["predictions_share"] = np.maximum(b.thresholds["predictions_share"], calibrated)
+        b.null["predictions_share"] = null
+
+
+def _share_change(ref_counts: np.ndarray, cur_counts: np.ndarray) -> np.ndarray:
+    """``current share - reference share`` per class."""
+    return cur_counts / max(1.0, cur_counts.sum()) - ref_counts / max(1.0, ref_counts.sum())
 
 
 def _set_embedding_thresholds(b: Baseline, emb: np.ndarray, groups: np.ndarray | None) -> None:
@@ -337,9 +353,15 @@ def compare(
         js = drift.js_distance(ref_counts, cur_counts)
         thr = float(b.thresholds["predictions_js"])
         hit = bool(p_adj < c.alpha and js >= thr)
+        changes, share_thr = np.abs(_share_change(ref_counts, cur_counts)), b.thresholds["predictions_share"]
+        worst = int(np.argmax(changes / np.maximum(share_thr, 1e-12)))
+        change, change_thr = float(changes[worst]), float(share_thr[worst])
+        share_hit = bool(p_adj < c.alpha and change >= change_thr)
         result.predictions = PredictionDrift(
-            chi2=TestResult("chi2", chi2, js, thr, hit, p, p_adj),
+            chi2=TestResult("chi2", chi2, js, thr, hit or share_hit, p, p_adj),
             js=TestResult("js", js, js, thr, hit),
+            share=TestResult("share", change, change, change_thr, share_hit, p, p_adj),
+            share_class=worst,
             reference_distribution=(ref_counts / ref_counts.sum()).tolist(),
             current_distribution=(cur_counts / max(1.0, cur_counts.sum())).tolist(),
         )

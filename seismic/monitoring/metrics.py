@@ -14,6 +14,7 @@ seismic_drift_window_insufficient          1 if the last window had too few rows
 seismic_drift_window_rows                  rows in the latest window (before sampling)
 seismic_drift_feature_score (feature)      gate effect size / its threshold (>= 1 with significance: drift)
 seismic_drift_prediction_js                JS distance of the predicted-class distributions
+seismic_drift_prediction_share_change      largest change of one class's share (of the predicted classes)
 seismic_drift_embedding_mmd2               unbiased MMD^2 of the embeddings
 seismic_drift_embedding_classifier_auc     held-out AUC of the domain classifier
 seismic_drift_polarity_score               1 reference polarity, -1 reversed (when the check is informative)
@@ -74,6 +75,10 @@ def metric_families(report: Mapping[str, Any]) -> list[Metric]:
     if latest["predictions"] is not None:
         js = latest["predictions"]["tests"]["js"]["statistic"]
         out.append(_gauge("seismic_drift_prediction_js", "JS distance of predicted classes", js or 0.0))
+        share = latest["predictions"]["tests"].get("share")
+        if share is not None:
+            doc = "Largest change of one predicted class's share"
+            out.append(_gauge("seismic_drift_prediction_share_change", doc, share["statistic"] or 0.0))
     if latest["embedding"] is not None:
         tests = latest["embedding"]["tests"]
         out.append(

@@ -12,13 +12,14 @@ Schema ``seismic.drift-report`` version 2 (bump :data:`SCHEMA_VERSION` on any in
              {"name", "drifted", "gate", "n_reference", "n_current", "n_nonfinite",
               "tests": {"ks" | "wasserstein" | "psi" | "js": TEST},
               "histogram": null | {"edges", "reference", "current"}}]},
-         "predictions": null | {"drifted", "tests": {"chi2": TEST, "js": TEST},
+         "predictions": null | {"drifted", "tests": {"chi2": TEST, "js": TEST, "share": TEST}, "share_class",
                                 "reference_distribution", "current_distribution"},
          "embedding": null | {"drifted", "combine", "n_reference", "n_current",
                               "tests": {"mmd": TEST, "classifier": TEST}, "projection": null | {...}},
          "polarity": null | {"drifted", "informative", "score", "threshold", "p_value", "classes_used"}}]}
 
-    Version 2 added "polarity" (seismic.monitoring.polarity) to every window.
+    Version 2 added "polarity" (seismic.monitoring.polarity) to every window, and the "share" test (the class
+    whose share changed most for its threshold, index "share_class") to "predictions".
     TEST = {"test", "statistic", "p_value", "p_adjusted", "effect_size", "threshold", "drifted"}
            (numbers or null: a statistic that is undefined, or a distance without a test of its own)
 """
@@ -129,7 +130,9 @@ def _window(w: Any, path: str) -> None:
         _keys(f, fp, ("name", "drifted", "gate", "n_reference", "n_current", "n_nonfinite", "histogram"))
         _tests(f, fp, ("ks", "wasserstein", "psi", "js"))
     if w["predictions"] is not None:
-        _tests(w["predictions"], f"{path}.predictions", ("chi2", "js"))
+        _tests(w["predictions"], f"{path}.predictions", ("chi2", "js", "share"))
+        if not isinstance(w["predictions"].get("share_class"), int):
+            _fail(f"{path}.predictions.share_class", "must be a class index")
     if w["embedding"] is not None:
         _tests(w["embedding"], f"{path}.embedding", ("mmd", "classifier"))
     if w["polarity"] is not None:

@@ -62,7 +62,12 @@ def _scores(w: Mapping[str, Any]) -> dict[str, float]:
     ]
     if ratios:
         out["raw (max feature)"] = max(ratios)
-    for family, test in (("predictions", "js"), ("embedding", "mmd"), ("embedding", "classifier")):
+    for family, test in (
+        ("predictions", "js"),
+        ("predictions", "share"),
+        ("embedding", "mmd"),
+        ("embedding", "classifier"),
+    ):
         t = (w.get(family) or {}).get("tests", {}).get(test)
         if t and t["effect_size"] is not None and t["threshold"]:
             value = t["effect_size"]

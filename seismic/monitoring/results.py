@@ -85,19 +85,24 @@ class FeatureDrift:
 
 @dataclass(frozen=True)
 class PredictionDrift:
+    """``share``: the class whose share changed most relative to its threshold (``share_class``)."""
+
     chi2: TestResult
     js: TestResult
+    share: TestResult
+    share_class: int
     reference_distribution: list[float]
     current_distribution: list[float]
 
     @property
     def drifted(self) -> bool:
-        return self.js.drifted
+        return self.js.drifted or self.share.drifted
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "drifted": self.drifted,
-            "tests": {"chi2": self.chi2.to_dict(), "js": self.js.to_dict()},
+            "tests": {"chi2": self.chi2.to_dict(), "js": self.js.to_dict(), "share": self.share.to_dict()},
+            "share_class": self.share_class,
             "reference_distribution": self.reference_distribution,
             "current_distribution": self.current_distribution,
         }

@@ -147,7 +147,12 @@ def window(
         "raw": {"drifted": bool(drift), "drifted_features": list(drift), "features": features},
         "predictions": {
             "drifted": False,
-            "tests": {"js": _test(0.01, 0.05, None), "chi2": _test(1.0, 0.0, 0.9)},
+            "tests": {
+                "js": _test(0.01, 0.05, None),
+                "chi2": _test(1.0, 0.0, 0.9),
+                "share": _test(0.01, 0.06, 0.9),
+            },
+            "share_class": 0,
         },
         "embedding": {"drifted": embedding, "combine": "any", "tests": emb},
     }

@@ -130,3 +130,31 @@ def test_prediction_drift_and_window_statuses():
     assert small.status == "insufficient_data" and not small.drifted and small.predictions is None
     with pytest.raises(ValueError, match="no reference features"):
         compare(b, features=np.zeros((300, 2)))
+
+
+def _mixes(rng, n_groups: int, rows: int, spread: float):
+    """Predicted classes of ``n_groups`` groups, each with its own class mix around six equal shares."""
+    shares = rng.dirichlet(np.full(6, 1.0 / spread**2), size=n_groups)
+    preds = np.concatenate([rng.choice(6, rows, p=p) for p in shares])
+    return preds, np.repeat(np.arange(n_groups), rows)
+
+
+def test_one_class_share_change_beyond_the_natural_variation_is_caught_per_class():
+    rng = np.random.default_rng(4)
+    preds, groups = _mixes(rng, 24, 500, spread=0.2)
+    b = fit_baseline(_config(), predictions=preds, n_classes=6, groups=groups)
+    assert b.thresholds["predictions_share"].shape == (6,)
+    assert (b.thresholds["predictions_share"] >= 0.05).all()
+    quiet = [compare(b, predictions=_mixes(rng, 1, 2000, spread=0.2)[0]) for _ in range(10)]
+    assert not any(w.predictions.drifted for w in quiet)
+    # one class from its natural ~1/6 to 0.4, the other five shrink alike
+    boosted = rng.choice(6, 2000, p=[0.4, 0.12, 0.12, 0.12, 0.12, 0.12])
+    result = compare(b, predictions=boosted).predictions
+    assert result.share.drifted and result.drifted and result.share_class == 0
+    assert not result.js.drifted  # the JS distance of the whole distribution stays under its threshold
+    assert result.share.statistic == pytest.approx(
+        result.current_distribution[0] - result.reference_distribution[0]
+    )
+    assert result.to_dict()["tests"]["share"]["threshold"] == pytest.approx(
+        b.thresholds["predictions_share"][0]
+    )
