@@ -151,7 +151,11 @@ def fit_polarity(
 def check_polarity(
     model: PolarityModel, features: np.ndarray, predictions: np.ndarray | None, alpha: float
 ) -> PolarityCheck:
-    x, classes, _ = _rows(features, predictions if len(model.means) > 1 else None, model.columns)
+    """The check of current rows; uninformative when the model is per class and no classes are given."""
+    per_class = len(model.means) > 1
+    if per_class and predictions is None:
+        return PolarityCheck(float("nan"), model.threshold, float("nan"), False, False, 0)
+    x, classes, _ = _rows(features, predictions if per_class else None, model.columns)
     score, se, used = _score(model.means, model.weights, x, classes, model.min_class_rows)
     informative = bool(np.isfinite(model.threshold) and np.isfinite(score))
     p = float(scipy.stats.norm.cdf(score / se)) if informative and se > 0 else float("nan")

@@ -91,6 +91,12 @@ def test_without_predictions_one_class_carries_the_check():
     assert compare(b, features=reversed_(cur)).polarity.drifted
 
 
+def test_a_per_class_reference_without_current_classes_is_uninformative(baseline):
+    f, _, _ = table(np.random.default_rng(10), 2000, [1.0, -1.0, 0.0])
+    check = compare(baseline, features=reversed_(f)).polarity
+    assert not check.informative and not check.drifted and check.classes_used == 0
+
+
 def test_rare_classes_and_nonfinite_rows_are_left_out(baseline):
     f, c, _ = table(np.random.default_rng(7), 2000, [1.0, -1.0, 0.0], shares=[0.99, 0.005, 0.005])
     f[:10, SKEW] = np.nan
