@@ -13,7 +13,7 @@ chunks = inline halves of those surveys (the unit a current window is cut from).
 draw new): no shift, or one shift applied to the whole survey before cutting (noise x2, peak frequency
 -25 %, gain x1.3, polarity flip, 90-degree phase rotation, 10 % dead traces) or a facies mix change
 (one facies, ``MIX_FACIES``, drawn 3x, or 8x, as often). Raw features, predictions and
-embeddings of each window go through ``seismic.monitoring.detector.compare``; the table gives the share
+embeddings of each window go through ``seismic.monitoring.drift.detector.compare``; the table gives the share
 of windows flagged per family. Then each test's run time at 1k/5k/10k rows per side, and any installed
 peer side by side.
 """
@@ -37,8 +37,8 @@ from seismic.data.synthetic import GENERATOR_VERSION, SyntheticSurveyConfig, gen
 from seismic.data.windows import Normalisation, WindowSpec, extract_windows, fit_normalisation, sample_centres
 from seismic.features import FEATURE_NAMES, window_features
 from seismic.models.registry import build_model
-from seismic.monitoring.config import DriftConfig
-from seismic.monitoring.detector import compare, fit_baseline
+from seismic.monitoring.drift.config import DriftConfig
+from seismic.monitoring.drift.detector import compare, fit_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 GEOLOGY = {"n_inlines": 64, "n_crosslines": 48, "n_samples": 640}  # default geology, smaller lateral extent

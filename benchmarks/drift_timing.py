@@ -13,9 +13,9 @@ import numpy as np
 import scipy.stats
 import torch
 
-from seismic.monitoring import drift
-from seismic.monitoring.config import DriftConfig
-from seismic.monitoring.embedding_drift import classifier_test, mmd_test
+from seismic.monitoring.drift import statistics as drift
+from seismic.monitoring.drift.config import DriftConfig
+from seismic.monitoring.drift.embedding import classifier_test, mmd_test
 
 
 def _suite(cfg: DriftConfig, f_a, f_b, p_a, p_b, e_a, e_b) -> dict:

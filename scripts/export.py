@@ -23,7 +23,7 @@ import seismic.config  # noqa: F401  (registers the config schemas)
 def main(cfg: DictConfig) -> None:
     from seismic.export.onnx import ExportError
     from seismic.pipeline.publish import export_checkpoint
-    from seismic.pipeline.tracking import TrackingError
+    from seismic.registry.tracking_store import TrackingError
 
     try:
         print(json.dumps(export_checkpoint(cfg), indent=2))

@@ -5,8 +5,8 @@
 3. sends traffic from that survey, then *shifted* traffic: the same survey with its noise RMS doubled
    (``snr_db`` 10 -> 4 dB, a shift the drift engine detects in every benchmark window);
 4. runs the scheduled monitor once over the first window of shifted traffic
-   (:mod:`seismic.monitoring.schedule`): drift, an alert to the receiver (``--alert-url``, default a capturing
-   HTTP receiver started here on 127.0.0.1), the retrain trigger;
+   (:mod:`seismic.monitoring.job.schedule`): drift, an alert to the receiver (``--alert-url``, default a
+   capturing HTTP receiver started here on 127.0.0.1), the retrain trigger;
 5. the trigger trains on the shifted survey and gates the new model through the registry gate;
 6. waits until the server answers with the new champion (hot reload), traffic still flowing.
 
@@ -154,7 +154,7 @@ def build_monitor(args, root: Path, alert_url: str, env: dict[str, str]):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from seismic.monitoring.schedule import Monitor, settings_from_config
+    from seismic.monitoring.job.schedule import Monitor, settings_from_config
 
     window_s = SIZES[args.size]["window_s"]
     overrides = [

@@ -5,7 +5,7 @@ windows drifted) as JSON. Exit status: 0 reports written (whatever the verdict: 
 2 error (one line on stderr: no reference profile, an unreadable or empty log, a bad setting). See
 configs/monitor.yaml.
 
-Scheduled mode, ``schedule.every=15m`` (seismic/monitoring/schedule.py): runs until SIGTERM or Ctrl-C,
+Scheduled mode, ``schedule.every=15m`` (seismic/monitoring/job/schedule.py): runs until SIGTERM or Ctrl-C,
 processing each complete window once, with alerts, adaptive thresholds, the retrain trigger and /metrics;
 ``schedule.once=true`` processes the pending windows and exits (cron, a Kubernetes CronJob), printing the
 window records as JSON. Exit status 0, or 2 with one line on stderr for a bad setting or no usable model.
@@ -30,7 +30,7 @@ import seismic.config  # noqa: F401  (registers the `seismic.root` resolver the 
 
 
 def scheduled(cfg: DictConfig) -> None:
-    from seismic.monitoring.schedule import Monitor, settings_from_config
+    from seismic.monitoring.job.schedule import Monitor, settings_from_config
 
     root = logging.getLogger()
     root.setLevel(str(cfg.env.log_level).upper())
@@ -65,8 +65,8 @@ def main(cfg: DictConfig) -> None:
     if cfg.schedule.every:
         scheduled(cfg)
         return
-    from seismic.monitoring.config import DriftConfig
-    from seismic.monitoring.job import (
+    from seismic.monitoring.drift.config import DriftConfig
+    from seismic.monitoring.job.run import (
         JobSettings,
         MonitoringError,
         as_utc,

@@ -17,8 +17,8 @@ import seismic.config  # noqa: F401  (registers the config schemas)
 def main(cfg: DictConfig) -> float | None:
     from seismic.export.onnx import ExportError
     from seismic.io.errors import SeismicIOError
-    from seismic.pipeline.tracking import TrackingError
     from seismic.pipeline.train import train
+    from seismic.registry.tracking_store import TrackingError
 
     try:
         metrics = train(cfg)

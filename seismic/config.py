@@ -91,7 +91,7 @@ class EnvSchema:
     log_level: str = "INFO"
     # ---- monitoring and serving policy per environment (configs/env/*.yaml; read by scripts/monitor.py and
     # scripts/loop.py). Channel secrets are named by environment variable (`url_env`, `password_env`), never
-    # written here; channel keys are checked by seismic.monitoring.alert_channels.build_channels.
+    # written here; channel keys are checked by seismic.monitoring.alerting.channels.build_channels.
     auth_required: bool = False
     alert_channels: list[Any] = field(default_factory=list)
     thresholds: dict[str, Any] = field(

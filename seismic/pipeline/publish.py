@@ -30,6 +30,7 @@ from seismic.export.onnx import ONNX_FILE, export_onnx, metadata_from_hparams, r
 from seismic.export.weights import save_weights
 from seismic.io.atomic import atomic_dir
 from seismic.monitoring.profile import build_profile
+from seismic.pipeline.sweep import sweep_tags
 from seismic.pipeline.tracking import git_commit
 from seismic.registry.store import connect, register_folder
 
@@ -139,8 +140,6 @@ def publish(
     and for sweep trials (register the best trial with ``scripts/export.py`` instead). Registration needs
     the run's MLflow ``run_id`` (``logger=mlflow``) and ``publish.register``.
     """
-    from seismic.pipeline.train import sweep_tags
-
     if not cfg.publish.enabled:
         return None
     if (cfg.trainer or {}).get("fast_dev_run") or sweep_tags():

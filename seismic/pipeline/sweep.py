@@ -14,13 +14,29 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
 TRIAL_FILE = "sweep_trial.json"
+
+
+def sweep_tags() -> dict[str, str]:
+    """The sweep a trial belongs to, as MLflow tags; empty outside a Hydra multirun."""
+    if not HydraConfig.initialized():
+        return {}
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return {}
+    return {
+        "sweep": str(hc.sweep.dir),
+        "sweep_job": str(hc.job.num),
+        "sweep_overrides": " ".join(hc.overrides.task),
+    }
 
 
 class SweepSummary(Callback):

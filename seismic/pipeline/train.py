@@ -15,8 +15,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
@@ -28,7 +26,9 @@ from seismic.data.windows import extract_windows
 from seismic.pipeline.plots import confusion_matrix_figure, section_figure
 from seismic.pipeline.precision import resolve_precision
 from seismic.pipeline.publish import publish
-from seismic.pipeline.tracking import RunRecorder, check_tracking_uri, flatten, git_commit, save_figure
+from seismic.pipeline.sweep import sweep_tags
+from seismic.pipeline.tracking import RunRecorder, flatten, git_commit, save_figure
+from seismic.registry.tracking_store import check_tracking_uri
 from seismic.tasks.classification import FaciesClassificationTask
 
 log = logging.getLogger(__name__)
@@ -95,19 +95,6 @@ def build_loggers(cfg: DictConfig, run_name: str) -> list[Any]:
         log.debug("logger %s: %s", name, options)
         loggers.append(instantiate(options))
     return loggers
-
-
-def sweep_tags() -> dict[str, str]:
-    if not HydraConfig.initialized():
-        return {}
-    hc = HydraConfig.get()
-    if hc.mode != RunMode.MULTIRUN:
-        return {}
-    return {
-        "sweep": str(hc.sweep.dir),
-        "sweep_job": str(hc.job.num),
-        "sweep_overrides": " ".join(hc.overrides.task),
-    }
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

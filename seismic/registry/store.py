@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from seismic.export.layout import METADATA_FILE, ONNX_FILE, PROFILE_FILES, WEIGHTS_FILE
-from seismic.pipeline.tracking import TrackingError, check_tracking_uri
+from seismic.registry.tracking_store import TrackingError, check_tracking_uri
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

@@ -323,12 +323,12 @@ def predict(cli: str, cfg: DictConfig, data: dict, ctx: Context) -> None:
 
 
 def monitor(cli: str, cfg: DictConfig, data: dict, ctx: Context) -> None:
-    from seismic.monitoring.adaptive import AdaptiveConfig
-    from seismic.monitoring.alert_channels import RetryPolicy, build_channels
-    from seismic.monitoring.config import DriftConfig
-    from seismic.monitoring.job import as_utc, parse_granularity
-    from seismic.monitoring.retrain import RetrainConfig
-    from seismic.monitoring.schedule import duration, settings_from_config
+    from seismic.monitoring.alerting.channels import RetryPolicy, build_channels
+    from seismic.monitoring.drift.adaptive import AdaptiveConfig
+    from seismic.monitoring.drift.config import DriftConfig
+    from seismic.monitoring.job.retrain import RetrainConfig
+    from seismic.monitoring.job.run import as_utc, parse_granularity
+    from seismic.monitoring.job.schedule import duration, settings_from_config
 
     found: list[str] = []
 

@@ -170,9 +170,9 @@ def env(section: Mapping[str, Any], problem: Problem) -> None:
         ):
             bound = f"in ({low}, {high})" if high is not None else f"> {low}"
             problem(f"env.thresholds.{key}", f"must be a number {bound}, got {value!r}")
-    from seismic.monitoring.alert_channels import build_channels
+    from seismic.monitoring.alerting.channels import build_channels
 
-    quiet = logging.getLogger("seismic.monitoring.alert_channels")
+    quiet = logging.getLogger("seismic.monitoring.alerting.channels")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # a channel whose secret is unset is warned about where it runs
     try:

@@ -272,7 +272,7 @@ def compose_cli(tmp_path, monkeypatch) -> Callable[..., Any]:
             cfg.pop("hydra")
         if config == "serve":
             return _serve_script().settings_from(cfg), cfg
-        from seismic.monitoring.schedule import settings_from_config
+        from seismic.monitoring.job.schedule import settings_from_config
 
         assert cfg.schedule.every, "the monitor runs scheduled in every deployment"
         return settings_from_config(cfg), cfg
@@ -685,6 +685,6 @@ def in_windows(every: dt.timedelta, now: dt.datetime | None = None) -> list[dt.d
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    from seismic.monitoring.schedule import duration
+    from seismic.monitoring.job.schedule import duration
 
     return duration(text)

@@ -125,8 +125,8 @@ def monitor_metric_names(model_dir, write_inference_log, tmp_path_factory) -> se
     from prometheus_client import generate_latest
     from prometheus_client.core import CollectorRegistry
 
-    from seismic.monitoring.config import DriftConfig
-    from seismic.monitoring.schedule import Monitor, ScheduleSettings
+    from seismic.monitoring.drift.config import DriftConfig
+    from seismic.monitoring.job.schedule import Monitor, ScheduleSettings
 
     root = tmp_path_factory.mktemp("monitor-metrics")
     every = dt.timedelta(hours=1)

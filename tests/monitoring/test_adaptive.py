@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seismic.monitoring.adaptive import AdaptiveConfig, decide, learn, learned_threshold
+from seismic.monitoring.drift.adaptive import AdaptiveConfig, decide, learn, learned_threshold
 
 sys.path.insert(0, str(Path(__file__).parent))  # report-window builder shared with the alert tests
 from test_alerts import window

@@ -13,14 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from seismic.monitoring import adaptive
-from seismic.monitoring.alert_channels import (
+from seismic.monitoring.alerting.channels import (
     RetryPolicy,
     build_channels,
     deliver,
     dispatch,
 )
-from seismic.monitoring.alerts import AlertEngine, AlertSettings
+from seismic.monitoring.alerting.engine import AlertEngine, AlertSettings
+from seismic.monitoring.drift import adaptive
 from seismic.monitoring.state import MonitorState
 
 T0 = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seismic.monitoring.calibration import chunk_ids, threshold_from_null
-from seismic.monitoring.config import DriftConfig
-from seismic.monitoring.detector import compare, fit_baseline
+from seismic.monitoring.drift.calibration import chunk_ids, threshold_from_null
+from seismic.monitoring.drift.config import DriftConfig
+from seismic.monitoring.drift.detector import compare, fit_baseline
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"embedding": {"mmd": {"permutations": 99}, "max_reference": 1500, "max_current": 1500}}

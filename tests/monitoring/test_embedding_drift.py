@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seismic.monitoring.embedding_drift import (
+from seismic.monitoring.drift.embedding import (
     _selections,
     classifier_test,
     median_bandwidth,

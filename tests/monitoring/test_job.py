@@ -15,8 +15,9 @@ from prometheus_client import generate_latest
 from seismic.data.survey import Survey
 from seismic.data.synthetic import SyntheticSurveyConfig, generate_survey
 from seismic.data.windows import WindowSpec, extract_windows, sample_centres
-from seismic.monitoring.config import DriftConfig
-from seismic.monitoring.job import (
+from seismic.monitoring.drift.config import DriftConfig
+from seismic.monitoring.job.metrics import drift_registry
+from seismic.monitoring.job.run import (
     JobSettings,
     MonitoringError,
     load_reference,
@@ -24,7 +25,6 @@ from seismic.monitoring.job import (
     run_monitoring,
     write_reports,
 )
-from seismic.monitoring.metrics import drift_registry
 from seismic.monitoring.profile import build_profile
 from serving.inference_log import InferenceLogWriter
 

@@ -1,13 +1,13 @@
-"""The reversed-polarity check (seismic.monitoring.polarity) through the detector, on feature tables whose
+"""The reversed-polarity check (monitoring.drift.polarity) via the detector, on feature tables whose
 odd columns carry a class-dependent sign, as reflectors of different facies do."""
 
 import numpy as np
 import pytest
 
 from seismic.features import FEATURE_NAMES, ODD_FEATURE_NAMES, window_features
-from seismic.monitoring.config import DriftConfig
-from seismic.monitoring.detector import compare, fit_baseline
-from seismic.monitoring.polarity import fit_polarity
+from seismic.monitoring.drift.config import DriftConfig
+from seismic.monitoring.drift.detector import compare, fit_baseline
+from seismic.monitoring.drift.polarity import fit_polarity
 
 ODD = [FEATURE_NAMES.index(n) for n in ODD_FEATURE_NAMES]
 SKEW = FEATURE_NAMES.index("skewness")
@@ -117,11 +117,11 @@ def test_config_switch_and_tables_without_odd_columns():
 
 
 def test_a_reversed_window_reaches_the_report_the_gauges_and_the_alerts(baseline, tmp_path):
-    from seismic.monitoring import adaptive
-    from seismic.monitoring.alerts import AlertSettings, describe
-    from seismic.monitoring.metrics import metric_families
-    from seismic.monitoring.report import ReportSchemaError, build_report, validate_report
-    from seismic.monitoring.report_html import write_html_report
+    from seismic.monitoring.alerting.engine import AlertSettings, describe
+    from seismic.monitoring.drift import adaptive
+    from seismic.monitoring.job.metrics import metric_families
+    from seismic.monitoring.reports.html_report import write_html_report
+    from seismic.monitoring.reports.json_report import ReportSchemaError, build_report, validate_report
 
     f, c, _ = table(np.random.default_rng(9), 2000, [1.0, -1.0, 0.0], shares=[0.4, 0.4, 0.2])
     result = compare(baseline, features=reversed_(f), predictions=c, window={"id": "w0"})

@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from seismic.monitoring.config import DriftConfig
-from seismic.monitoring.detector import compare, fit_baseline
-from seismic.monitoring.report import (
+from seismic.monitoring.drift.config import DriftConfig
+from seismic.monitoring.drift.detector import compare, fit_baseline
+from seismic.monitoring.reports.html_report import write_html_report
+from seismic.monitoring.reports.json_report import (
     SCHEMA_VERSION,
     ReportSchemaError,
     build_report,
@@ -18,7 +19,6 @@ from seismic.monitoring.report import (
     validate_report,
     write_json_report,
 )
-from seismic.monitoring.report_html import write_html_report
 
 
 @pytest.fixture(scope="module")

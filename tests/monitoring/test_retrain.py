@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from seismic.monitoring.retrain import RetrainConfig, RetrainTrigger
+from seismic.monitoring.job.retrain import RetrainConfig, RetrainTrigger
 from seismic.monitoring.state import MonitorState
 
 sys.path.insert(0, str(Path(__file__).parent))  # report-window builder and receiver of the alert tests

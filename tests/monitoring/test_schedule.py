@@ -22,11 +22,11 @@ import pytest
 
 import serving.inference_log
 from seismic.data.windows import extract_windows, sample_centres
-from seismic.monitoring import schedule
-from seismic.monitoring.alert_channels import RetryPolicy
-from seismic.monitoring.alerts import AlertSettings
-from seismic.monitoring.config import DriftConfig
-from seismic.monitoring.schedule import Monitor, ScheduleSettings, pending_windows
+from seismic.monitoring.alerting.channels import RetryPolicy
+from seismic.monitoring.alerting.engine import AlertSettings
+from seismic.monitoring.drift.config import DriftConfig
+from seismic.monitoring.job import schedule
+from seismic.monitoring.job.schedule import Monitor, ScheduleSettings, pending_windows
 from serving.inference_log import InferenceLogWriter
 
 sys.path.insert(0, str(Path(__file__).parent))  # the job tests' stand-in network; the alert tests' receiver

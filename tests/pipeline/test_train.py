@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from seismic.models.registry import list_models
-from seismic.pipeline.tracking import TrackingError
 from seismic.pipeline.train import train
+from seismic.registry.tracking_store import TrackingError
 from seismic.tasks.classification import FaciesClassificationTask
 
 from .conftest import TINY, run_script

@@ -135,7 +135,7 @@ class EmbeddingDrift:
 
 @dataclass(frozen=True)
 class PolarityCheck:
-    """Score 1: the reference's polarity; -1: reversed (see :mod:`seismic.monitoring.polarity`)."""
+    """Score 1: the reference's polarity; -1: reversed (see :mod:`seismic.monitoring.drift.polarity`)."""
 
     score: float
     threshold: float

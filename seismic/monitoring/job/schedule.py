@@ -12,9 +12,9 @@ nor repeats a window. A window without rows is recorded as ``no_data`` and chang
 **Per window**: the drift job on that window against the reference profile (not against the window before:
 that needs the previous window's rows, which the range mode of ``scripts/monitor.py`` holds in memory and a
 restarted monitor would not have), JSON + HTML reports under ``output_dir/windows/<start>/``, the
-statistics' thresholds (static or adaptive, :mod:`seismic.monitoring.adaptive`), alerts
-(:mod:`seismic.monitoring.alerts`) sent to every channel (:mod:`seismic.monitoring.alert_channels`), the
-retrain policy (:mod:`seismic.monitoring.retrain`).
+statistics' thresholds (static or adaptive, :mod:`seismic.monitoring.drift.adaptive`), alerts
+(:mod:`seismic.monitoring.alerting.engine`) sent to every channel
+(:mod:`seismic.monitoring.alerting.channels`), the retrain policy (:mod:`seismic.monitoring.job.retrain`).
 
 **The model**: a model folder, or ``models:/NAME@ALIAS`` followed like the server follows it: when the
 alias moves, the new version's reference profile is downloaded and used from the next window on (the
@@ -22,7 +22,7 @@ registry code, and with it mlflow, is imported only for such sources).
 
 **Metrics** (``metrics.port``; 0 = none; ``metrics.pushgateway``: pushed after each ``schedule.once`` run,
 which has no endpoint to scrape): the drift gauges of the latest window
-(:mod:`seismic.monitoring.metrics`) plus ``seismic_monitor_last_run_timestamp_seconds``,
+(:mod:`seismic.monitoring.job.metrics`) plus ``seismic_monitor_last_run_timestamp_seconds``,
 ``seismic_monitor_last_window_end_timestamp_seconds``, ``seismic_monitor_windows_processed_total``,
 ``seismic_monitor_alerts_sent_total{channel}``, ``seismic_monitor_alert_failures_total{channel}``,
 ``seismic_monitor_active_alerts{alertname}``, ``seismic_monitor_retrain_decisions_total{decision}``.
@@ -44,11 +44,13 @@ from typing import Any
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 
-from seismic.monitoring import adaptive
-from seismic.monitoring.alert_channels import RetryPolicy, build_channels, dispatch
-from seismic.monitoring.alerts import AlertEngine, AlertSettings, describe
-from seismic.monitoring.config import DriftConfig
-from seismic.monitoring.job import (
+from seismic.monitoring.alerting.channels import RetryPolicy, build_channels, dispatch
+from seismic.monitoring.alerting.engine import AlertEngine, AlertSettings, describe
+from seismic.monitoring.drift import adaptive
+from seismic.monitoring.drift.config import DriftConfig
+from seismic.monitoring.job.metrics import metric_families
+from seismic.monitoring.job.retrain import RetrainConfig, RetrainTrigger
+from seismic.monitoring.job.run import (
     JobSettings,
     MonitoringError,
     Reference,
@@ -57,9 +59,7 @@ from seismic.monitoring.job import (
     run_monitoring,
     write_reports,
 )
-from seismic.monitoring.metrics import metric_families
-from seismic.monitoring.report import read_json_report
-from seismic.monitoring.retrain import RetrainConfig, RetrainTrigger
+from seismic.monitoring.reports.json_report import read_json_report
 from seismic.monitoring.state import MonitorState
 
 log = logging.getLogger(__name__)

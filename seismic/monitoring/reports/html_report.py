@@ -20,7 +20,7 @@ matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
 
 from seismic.io.atomic import atomic_file
-from seismic.monitoring.report import validate_report
+from seismic.monitoring.reports.json_report import validate_report
 
 _MAX_DETAILED_WINDOWS = 3
 _MAX_HISTOGRAMS = 12

@@ -1,7 +1,8 @@
 """Adaptive thresholds: a statistic's alert threshold learned from its own history in production.
 
 The drift engine's thresholds are calibrated once, on chunks of the reference profile (see
-``seismic/monitoring/calibration.py``). Production traffic can vary more (or less) than those chunks did:
+``seismic/monitoring/drift/calibration.py``).
+Production traffic can vary more (or less) than those chunks did:
 other parts of a field, acquisition campaigns, a season of work. For a statistic switched to adaptive, the
 threshold becomes what that statistic has looked like over the recent windows *without alerts*:
 

@@ -138,7 +138,7 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class PolarityConfig:
-    """The reversed-polarity check on the odd features, per predicted class (seismic.monitoring.polarity)."""
+    """The reversed-polarity check on the odd features, per predicted class (drift.polarity)."""
 
     enabled: bool = True
     min_class_rows: int = 30  # rows of a class, on each side, for its mean to count
@@ -152,7 +152,7 @@ class PolarityConfig:
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """Thresholds from the variation between reference chunks (see :mod:`seismic.monitoring.calibration`)."""
+    """Thresholds from the variation between reference chunks (drift.calibration)."""
 
     enabled: bool = True
     n_chunks: int = 20  # at most; fewer when the reference has fewer groups

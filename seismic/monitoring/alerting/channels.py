@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from seismic.monitoring.alerts import Notification, rfc3339
+from seismic.monitoring.alerting.engine import Notification, rfc3339
 
 log = logging.getLogger(__name__)
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")

@@ -18,7 +18,7 @@ Schema ``seismic.drift-report`` version 2 (bump :data:`SCHEMA_VERSION` on any in
                               "tests": {"mmd": TEST, "classifier": TEST}, "projection": null | {...}},
          "polarity": null | {"drifted", "informative", "score", "threshold", "p_value", "classes_used"}}]}
 
-    Version 2 added "polarity" (seismic.monitoring.polarity) to every window, and the "share" test (the class
+    Version 2 added "polarity" (drift.polarity) to every window, and the "share" test (the class
     whose share changed most for its threshold, index "share_class") to "predictions".
     TEST = {"test", "statistic", "p_value", "p_adjusted", "effect_size", "threshold", "drifted"}
            (numbers or null: a statistic that is undefined, or a distance without a test of its own)
@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from seismic.io.atomic import atomic_file
-from seismic.monitoring.config import DriftConfig
-from seismic.monitoring.results import WindowDrift
+from seismic.monitoring.drift.config import DriftConfig
+from seismic.monitoring.drift.results import WindowDrift
 
 SCHEMA = "seismic.drift-report"
 SCHEMA_VERSION = 2

@@ -17,7 +17,7 @@ cannot go below ``1 / (P + 1)``, so a correction over ~27 tests would make MMD w
 unable to reach alpha = 0.05 at all. The combined verdict is an OR of three families, so its nominal level
 is up to 3 alpha; what bounds the false alarms in practice is the effect-size rule. A statistic drifts
 when its family's test is significant after correction AND its effect size reaches its threshold
-(:mod:`seismic.monitoring.calibration`); a feature drifts by its ``raw.gate`` statistic; the window
+(:mod:`seismic.monitoring.drift.calibration`); a feature drifts by its ``raw.gate`` statistic; the window
 drifts when any family does (embedding: per ``embedding.combine``).
 """
 
@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from seismic.monitoring import drift
-from seismic.monitoring.calibration import chunk_ids, threshold_from_null
-from seismic.monitoring.config import RAW_TESTS, DriftConfig
-from seismic.monitoring.embedding_drift import classifier_test, median_bandwidth, mmd_test, pca_basis
-from seismic.monitoring.polarity import PolarityModel, check_polarity, fit_polarity
-from seismic.monitoring.results import (
+from seismic.monitoring.drift import statistics as drift
+from seismic.monitoring.drift.calibration import chunk_ids, threshold_from_null
+from seismic.monitoring.drift.config import RAW_TESTS, DriftConfig
+from seismic.monitoring.drift.embedding import classifier_test, median_bandwidth, mmd_test, pca_basis
+from seismic.monitoring.drift.polarity import PolarityModel, check_polarity, fit_polarity
+from seismic.monitoring.drift.results import (
     EmbeddingDrift,
     FeatureDrift,
     Histogram,
@@ -135,7 +135,7 @@ def fit_baseline(
     ``features`` and ``predictions`` have one row per reference window; ``groups`` (e.g. survey id, or
     survey x inline block) says which rows belong together for calibration chunks: chunks should differ
     from each other the way a current window differs from the reference (see
-    :mod:`seismic.monitoring.calibration`). ``embeddings`` may be a sample of other rows (a reference
+    :mod:`seismic.monitoring.drift.calibration`). ``embeddings`` may be a sample of other rows (a reference
     profile keeps a few thousand) with their own ``embedding_groups``; when they have as many rows as the
     others they default to ``groups``.
     """

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seismic.monitoring.alert_channels import post_json, receiver_url
+from seismic.monitoring.alerting.channels import post_json, receiver_url
 from seismic.monitoring.state import MonitorState
 
 log = logging.getLogger(__name__)

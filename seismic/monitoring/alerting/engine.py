@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from seismic.monitoring.adaptive import StatDecision
+from seismic.monitoring.drift.adaptive import StatDecision
 from seismic.monitoring.state import MonitorState
 
 FAMILIES = {

@@ -35,12 +35,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seismic.monitoring.config import DriftConfig
-from seismic.monitoring.detector import Baseline, compare, fit_baseline
+from seismic.monitoring.drift.config import DriftConfig
+from seismic.monitoring.drift.detector import Baseline, compare, fit_baseline
+from seismic.monitoring.drift.results import WindowDrift
 from seismic.monitoring.profile import ReferenceProfile
-from seismic.monitoring.report import build_report, write_json_report
-from seismic.monitoring.report_html import write_html_report
-from seismic.monitoring.results import WindowDrift
+from seismic.monitoring.reports.html_report import write_html_report
+from seismic.monitoring.reports.json_report import build_report, write_json_report
 from serving.inference_log_schema import read_inference_log
 
 _UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "d": 86400}
@@ -114,9 +114,9 @@ def load_reference(model_dir: str | Path, config: DriftConfig) -> Reference:
     """Fit the baseline on ``model_dir``'s reference profile (``profile.npz`` + ``profile.json``).
 
     Calibration groups are the profile's (survey, inline) pairs in that order, so the chunks that
-    :func:`seismic.monitoring.calibration.chunk_ids` forms are blocks of neighbouring inlines within a survey
-    (about ``n_chunks / surveys`` per survey): chunks then differ as much as surveys and distant parts of a
-    survey do. With one survey they see only its lateral variation, and the report's meta says so.
+    :func:`~seismic.monitoring.drift.calibration.chunk_ids` forms are blocks of neighbouring inlines within a
+    survey (about ``n_chunks / surveys`` per survey): chunks then differ as much as surveys and distant parts
+    of a survey do. With one survey they see only its lateral variation, and the report's meta says so.
     """
     try:
         profile = ReferenceProfile.load(model_dir)

@@ -19,8 +19,8 @@ Predicted classes: chi-square test of homogeneity on the 2 x C table (significan
 the two class distributions (effect size).
 
 Why effect sizes: with a million rows a p-value flags differences nobody cares about; the detector
-(:mod:`seismic.monitoring.detector`) calls a feature drifted only when KS is significant after correction
-AND the gate effect passes its threshold.
+(:mod:`seismic.monitoring.drift.detector`) calls a feature drifted only when KS is significant after
+correction AND the gate effect passes its threshold.
 """
 
 from __future__ import annotations

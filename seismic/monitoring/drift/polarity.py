@@ -37,8 +37,8 @@ import numpy as np
 import scipy.stats
 
 from seismic.features import ODD_FEATURE_NAMES
-from seismic.monitoring.calibration import chunk_ids
-from seismic.monitoring.results import PolarityCheck
+from seismic.monitoring.drift.calibration import chunk_ids
+from seismic.monitoring.drift.results import PolarityCheck
 
 _MIN_CHUNK_SCORES = 3
 

@@ -1,0 +1,1 @@
+"""Drift statistics, their chunk calibration, and the detectors that turn them into decisions."""
