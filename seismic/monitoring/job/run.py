@@ -153,7 +153,12 @@ def load_reference(model_dir: str | Path, config: DriftConfig) -> Reference:
 
 @dataclass
 class _Window:
-    """One window's uniform row sample and its data-quality counts over all of its rows."""
+    """One window's uniform row samples (all rows; rows with features) and its data-quality counts.
+
+    The inference log computes features for a rate-capped sample of rows, so the rows with features are
+    sampled on their own: up to ``cap`` of all rows for the prediction and embedding tests, and up to
+    ``cap`` of the rows with features for the feature tests and the polarity check.
+    """
 
     start: dt.datetime | None
     end: dt.datetime | None
@@ -162,11 +167,12 @@ class _Window:
     counts: dict[str, Any] = field(default_factory=dict)
 
     def add(self, rows: dict[str, np.ndarray], ref: Reference, zero_col: int | None) -> None:
-        f = rows["features"]
+        c = self.counts
+        c["rows"] = c.get("rows", 0) + len(rows["has"])
+        f = rows["features"][rows["has"]]
         finite = np.isfinite(f)
         out = (f < ref.low) | (f > ref.high)
-        c = self.counts
-        c["rows"] = c.get("rows", 0) + len(f)
+        c["feature_rows"] = c.get("feature_rows", 0) + len(f)
         c["nonfinite"] = c.get("nonfinite", 0) + int((~finite.all(axis=1)).sum())
         c["dead"] = c.get("dead", 0) + (0 if zero_col is None else int((f[:, zero_col] >= 1.0).sum()))
         c["out_of_range"] = c.get("out_of_range", 0) + int(out.any(axis=1).sum())
@@ -178,18 +184,28 @@ class _Window:
 
     def _sample(self) -> dict[str, np.ndarray]:
         merged = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
-        keep = np.argsort(merged["key"], kind="stable")[: self.cap]
+        order = np.argsort(merged["key"], kind="stable")
+        sampled = np.zeros(len(order), dtype=bool)
+        sampled[order[: self.cap]] = True
+        sampled[order[merged["has"][order]][: self.cap]] = True
+        keep = np.flatnonzero(sampled)
         keep = keep[np.argsort(merged["time"][keep], kind="stable")]  # time order: chunks are periods
-        return {k: v[keep] for k, v in merged.items()}
+        out = {k: v[keep] for k, v in merged.items()}
+        # among the kept rows, the cap smallest keys are the uniform sample of all rows
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        out["uniform"] = rank[keep] < self.cap
+        return out
 
     def arrays(self) -> dict[str, np.ndarray] | None:
         return self._sample() if self.parts else None
 
     def quality(self, names: list[str]) -> dict[str, Any]:
-        c, n = self.counts, max(1, self.counts.get("rows", 0))
+        c, n = self.counts, max(1, self.counts.get("feature_rows", 0))  # features: a sample of the rows
         per = np.asarray(c.get("per_feature", np.zeros(len(names))))
         return {
             "rows": int(c.get("rows", 0)),
+            "feature_rows": int(c.get("feature_rows", 0)),
             "nonfinite_fraction": c.get("nonfinite", 0) / n,
             "dead_fraction": c.get("dead", 0) / n,
             "out_of_range_fraction": c.get("out_of_range", 0) / n,
@@ -204,12 +220,18 @@ def _columns(table: pa.Table, ref: Reference, rng: np.random.Generator) -> dict[
     same = pc.fill_null(pc.equal(pc.list_value_length(emb), ref.embedding_dim), False)
     keep = np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
     t = table.filter(same)
+    # null has_features: a version 1 file, where every row had features
+    has = np.asarray(pc.fill_null(t["has_features"], True).to_numpy(zero_copy_only=False), dtype=bool)
     feats = np.column_stack(
-        [t[n].to_numpy(zero_copy_only=False).astype(np.float64) for n in ref.feature_names]
+        [
+            pc.fill_null(t[n], np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+            for n in ref.feature_names
+        ]
     ).reshape(t.num_rows, len(ref.feature_names))
     flat = t["embedding"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return {
         "features": feats,
+        "has": has,
         "predictions": t["predicted_class"].to_numpy(zero_copy_only=False).astype(np.int64),
         "embeddings": np.asarray(flat, dtype=np.float32).reshape(t.num_rows, ref.embedding_dim),
         "time": t["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False),
@@ -232,7 +254,7 @@ def iter_windows(settings: JobSettings, ref: Reference):
     rng = np.random.default_rng(settings.seed)
     cap = settings.max_rows_per_window
     zero_col = ref.feature_names.index("zero_fraction") if "zero_fraction" in ref.feature_names else None
-    needed = [*ref.feature_names, "timestamp", "predicted_class", "embedding"]
+    needed = [*ref.feature_names, "has_features", "timestamp", "predicted_class", "embedding"]
     open_windows: dict[int, _Window] = {}
     current = _Window(None, None, cap)  # row-count mode
     for lo, hi in _hours(start, end):
@@ -276,22 +298,37 @@ def iter_windows(settings: JobSettings, ref: Reference):
 def _compare(baseline: Baseline, arrays: dict[str, np.ndarray] | None, info: dict[str, Any]) -> WindowDrift:
     if arrays is None:
         return WindowDrift(window=info, n_current=0, status="insufficient_data")
-    parts = {k: arrays[k] for k in ("features", "predictions", "embeddings")}
-    return compare(baseline, **parts, window=info)
+    has, uniform = arrays["has"], arrays["uniform"]
+    features = arrays["features"][has] if baseline.features is not None else None
+    return compare(
+        baseline,
+        features=features,
+        feature_predictions=None if features is None else arrays["predictions"][has],
+        predictions=arrays["predictions"][uniform] if baseline.predictions is not None else None,
+        embeddings=arrays["embeddings"][uniform] if baseline.embeddings is not None else None,
+        window=info,
+    )
 
 
 def _previous_baseline(config: DriftConfig, arrays: dict[str, np.ndarray], ref: Reference) -> Baseline | None:
-    """A baseline on the previous window (time-ordered rows: calibration chunks are periods of it)."""
-    if arrays is None or len(arrays["key"]) < max(config.min_rows, 3 * config.calibration.n_chunks):
+    """A baseline on the previous window (time-ordered rows: calibration chunks are periods of it).
+
+    Fitted on the rows with features when there are enough of them (every family then comes from the same
+    rows, as a baseline needs), else on the uniform sample without the feature family.
+    """
+    need = max(config.min_rows, 3 * config.calibration.n_chunks)
+    if arrays is None or int(arrays["uniform"].sum()) < need:
         return None
     b = ref.baseline
+    with_features = int(arrays["has"].sum()) >= need
+    rows = arrays["has"] if with_features else arrays["uniform"]
     return fit_baseline(
         config,
-        features=arrays["features"],
+        features=arrays["features"][rows] if with_features else None,
         feature_names=b.feature_names,
-        predictions=arrays["predictions"],
+        predictions=arrays["predictions"][rows],
         n_classes=b.n_classes,
-        embeddings=arrays["embeddings"],
+        embeddings=arrays["embeddings"][rows],
     )
 
 
