@@ -427,7 +427,7 @@ def test_headers_only_file_has_no_traces(good):
 
 
 @pytest.mark.parametrize(
-    ("code", "cause"), [(99, "unknown sample format code 99"), (6, "code 6 (ieee float64")]
+    ("code", "cause"), [(99, "unknown sample format code 99"), (4, "code 4 (fixed point with gain")]
 )
 def test_unknown_or_unsupported_format_code(good, code, cause):
     _patch(good, 3224, code.to_bytes(2, "big"))
