@@ -53,6 +53,13 @@ from seismic.io.segy_formats import (
 
 log = logging.getLogger(__name__)
 
+#: Said where a file is neither SEG-Y nor Seismic Unix (SU files are read: :func:`segy_formats.su_layout`).
+NOT_SU = (
+    "it is not a Seismic Unix file either (no 3600-byte header; read as such when its first trace "
+    "header's sample count, bytes 115-116, tiles the file, which it does not here); if it is SU, check "
+    "that it is complete"
+)
+
 
 #: Inline/crossline byte pairs met in practice: SEG-Y rev1 (INLINE_3D/CROSSLINE_3D), field record /
 #: CDP ensemble number, field record / trace number within the record.
@@ -96,15 +103,14 @@ def _detect_endian(path: Path, binary: bytes, endian: str) -> str:
             raise SegyHeaderError(
                 path,
                 "binary header (bytes 3201-3600) is blank: sample format, count and interval are all 0; "
-                "nor is it a Seismic Unix file (no 3600-byte header, which would be read as such): no trace "
-                "header at byte 0 has a sample count (bytes 115-116) that tiles the file",
+                f"{NOT_SU}",
             )
         read_as = "big" if endian == "auto" else endian
         other = "little" if read_as == "big" else "big"
         hint = (
             f"the file looks {other}-endian (endian='auto' detects it)"
             if codes[other] in SEGY_FORMAT_NAMES
-            else "is this a SEG-Y file?"
+            else f"is this a SEG-Y file? {NOT_SU}"
         )
         raise SegyFormatError(
             path,
