@@ -148,8 +148,9 @@ def _variable_lengths(
     return seen if pos == size and len(seen) > 1 else set()
 
 
-_EXT, _BIN, _TR = (
+_EXT, _EXT_SEGYIO, _BIN, _TR = (
     "binary header bytes 3269-3272 (rev 2 extended count)",
+    "binary header bytes 3269-3272 read big-endian (as segyio writes them in little-endian files)",
     "binary header bytes 3221-3222",
     "first trace header bytes 115-116",
 )
@@ -229,7 +230,7 @@ def _segy_layout(path: Path, fh, size: int, endian: str) -> SegyLayout:
         raise SegyTruncatedError(
             path,
             f"file is {size} bytes, shorter than the {HEADER_BYTES}-byte textual + binary header "
-            "of any SEG-Y file (cut short or not a SEG-Y file)",
+            f"of any SEG-Y file (cut short or not a SEG-Y file); {NOT_SU}",
         )
     binary = head[TEXT_BYTES:]
     order = _detect_endian(path, binary, endian)
@@ -264,6 +265,8 @@ def _segy_layout(path: Path, fh, size: int, endian: str) -> SegyLayout:
     first = fh.read(TRACE_HEADER_BYTES)
     counts = {
         _EXT: int.from_bytes(binary[68:72], order, signed=True),  # type: ignore[arg-type]
+        # segyio (1.9) writes and reads this 4-byte field big-endian even in little-endian files
+        _EXT_SEGYIO: int.from_bytes(binary[68:72], "big", signed=True) if order == "little" else 0,
         _BIN: u16(binary, 20, order),
         _TR: u16(first, 114, order),
     }
