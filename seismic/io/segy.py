@@ -91,6 +91,7 @@ def _open_segyio(path: Path, layout: SegyLayout, iline: int, xline: int, geometr
     fd = segyio._segyio.segyiofd(str(path), "r", 256 if layout.endian == "little" else 0)
     fd.segymake(samples=samples, tracecount=layout.n_traces, format=fmt, ext_headers=layout.ext_headers)
     f = segyio.SegyFile(fd, filename=str(path), mode="r", iline=iline, xline=xline, endian=layout.endian)
+    f._samples = np.arange(samples, dtype=np.float64)  # segyio.open sets it; its line reads need the length
     if geometry:
         importlib.import_module("segyio.open").infer_geometry(f, fd.metrics(), iline, xline, True)
     return f
@@ -114,9 +115,8 @@ class SegyFile:
             raise ValueError(f"iline and xline must be different header bytes, both are {iline}")
         layout = probe_layout(self.path, endian)
         self.layout = layout  # the validated header facts, including the binary header's own values
-        self._stored_samples = carrier(layout.format_code, layout.n_samples, layout.trace_ext)[
-            1
-        ]  # per segyio trace
+        # samples per trace as segyio sees them (extension headers, 24-bit bytes): decoded by _decode
+        self._stored_samples = carrier(layout.format_code, layout.n_samples, layout.trace_ext)[1]
         self.endian: Literal["big", "little"] = layout.endian  # type: ignore[assignment]
         self.format_code = layout.format_code
         self.format_name = layout.format_name

@@ -109,7 +109,8 @@ class SegyLayout:
         segyio is handed :func:`seismic.io.segy_formats.carrier`'s numbers instead."""
         return (
             self.n_samples == self.binary_samples
-            and self.ext_samples in (0, self.n_samples)
+            # segyio reads the extended count big-endian whatever the file's order: only then is it safe
+            and (self.ext_samples == 0 or (self.endian == "big" and self.ext_samples == self.n_samples))
             and self.trace_ext == 0
             and carrier(self.format_code, self.n_samples, 0) == (self.format_code, self.n_samples)
         )

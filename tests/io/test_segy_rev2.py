@@ -23,15 +23,20 @@ ENDIANS = ["big", "little"]
 GRID = ([1, 2, 3], [10, 11], [0])  # inlines, crosslines, offsets
 
 
-def _write(path: Path, fmt: int, endian: str, values: np.ndarray, dt_us: int = 4000) -> Path:
-    """A 3 x 2 inline-sorted cube written by segyio; ``values [6, n_t]`` in the format's own dtype."""
+def _write(
+    path: Path, fmt: int, endian: str, values: np.ndarray, dt_us: int = 4000, by_crossline: bool = False
+) -> Path:
+    """A 3 x 2 cube written by segyio (inline-sorted unless ``by_crossline``); ``values [6, n_t]`` in the
+    format's own dtype, in file order."""
     spec = segyio.spec()
-    spec.format, spec.endian, spec.sorting = fmt, endian, segyio.TraceSortingFormat.INLINE_SORTING
+    spec.format, spec.endian = fmt, endian
+    spec.sorting = segyio.TraceSortingFormat.CROSSLINE_SORTING if by_crossline else 2
     spec.iline, spec.xline = 189, 193
     spec.ilines, spec.xlines, spec.offsets = GRID
     spec.samples = np.arange(values.shape[1]) * dt_us / 1000.0
+    pairs = [(il, xl) for xl in GRID[1] for il in GRID[0]] if by_crossline else None
     with segyio.create(str(path), spec) as f:
-        for i, (il, xl) in enumerate((il, xl) for il in GRID[0] for xl in GRID[1]):
+        for i, (il, xl) in enumerate(pairs or [(il, xl) for il in GRID[0] for xl in GRID[1]]):
             f.header[i] = {115: values.shape[1] & 0xFFFF, 117: dt_us, 189: il, 193: xl}
             f.trace[i] = values[i].copy()  # segyio converts some formats in place
         f.bin.update(hdt=dt_us)
@@ -123,17 +128,22 @@ def _with_trace_extensions(src: Path, dst: Path, n_ext: int, endian: str) -> Pat
     return dst
 
 
+@pytest.mark.parametrize("by_crossline", [False, True])
 @pytest.mark.parametrize("endian", ENDIANS)
-def test_trace_header_extensions(tmp_path, endian):
+def test_trace_header_extensions(tmp_path, endian, by_crossline):
     values = np.arange(6 * 9, dtype=np.float32).reshape(6, 9) - 20
-    plain = _write(tmp_path / "plain.sgy", 5, endian, values)
+    plain = _write(tmp_path / "plain.sgy", 5, endian, values, by_crossline=by_crossline)
     path = _with_trace_extensions(plain, tmp_path / "ext.sgy", 2, endian)
     with pytest.raises(RuntimeError):  # segyio has no notion of them
         segyio.open(str(path), ignore_geometry=True, endian=endian)
-    with open_segy(path) as f:
+    with open_segy(path) as f, segyio.open(str(plain), endian=endian) as g:
         assert f.layout.trace_ext == 2 and f.kind == "cube" and f.shape == (3, 2, 9)
-        np.testing.assert_array_equal(f.read_all().reshape(6, 9), _segyio_traces(plain, endian))
-        np.testing.assert_array_equal(f.trace_headers(fields=("iline",))["iline"], [1, 1, 2, 2, 3, 3])
+        assert f.sorting == ("crossline" if by_crossline else "inline")
+        np.testing.assert_array_equal(f.read_traces(slice(None)), _segyio_traces(plain, endian))
+        cube = segyio.tools.cube(g)  # [slow line, fast line, t]
+        cube = cube.transpose(1, 0, 2) if by_crossline else cube
+        np.testing.assert_array_equal(f.read_inlines(1, 3), cube[1:3])  # line reads too
+        np.testing.assert_array_equal(f.trace_headers(fields=("iline",))["iline"], g.attributes(189)[:])
         # a rewrite on its grid keeps the extensions (copied with the trace headers)
         out = tmp_path / "classes.sgy"
         with SegyLikeWriter(f, out, "int16") as w:
