@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from seismic.io.atomic import atomic_dir, atomic_file
-from seismic.io.segy import write_cube
+from seismic.io.segy import open_segy, write_cube
+from seismic.io.segy_like import SegyLikeWriter
 
 
 @pytest.fixture(params=[0o022, 0o077, 0o002])
@@ -36,12 +37,16 @@ def test_atomic_outputs_honour_the_umask(tmp_path, umask):
 
 
 def test_segy_outputs_are_readable_by_others_under_umask_022(tmp_path):
+    """What make_survey (write_cube) and predict (SegyLikeWriter on the input's grid) write."""
     old = os.umask(0o022)
     try:
         path = write_cube(tmp_path / "c.sgy", np.zeros((2, 2, 4), np.float32), 4.0)
+        with open_segy(path) as template, SegyLikeWriter(template, tmp_path / "classes.sgy") as w:
+            w.write_inlines(0, np.ones((2, 2, 4)))
     finally:
         os.umask(old)
-    assert _mode(path) == 0o644
+    modes = {p.name: _mode(p) for p in tmp_path.iterdir()}
+    assert modes and set(modes.values()) == {0o644}, modes
 
 
 def test_failed_write_leaves_nothing(tmp_path):
