@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -45,3 +46,26 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def partial_files(path: str | Path) -> list[Path]:
+    """The temporary files or folders that :func:`atomic_file` / :func:`atomic_dir` made for ``path`` and
+    that are still there: a write in progress, or one that a SIGKILL (no cleanup runs) left behind."""
+    target = Path(path)
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*.partial"))
+
+
+def remove_partials(paths: list[str | Path]) -> list[Path]:
+    """Remove every partial file of ``paths`` (see :func:`partial_files`); the ones removed.
+
+    Only for a caller that knows no other writer of the same outputs is running (one job owns them), else it
+    would pull a live write from under that writer."""
+    removed = []
+    for path in paths:
+        for tmp in partial_files(path):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
