@@ -11,14 +11,13 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from seismic.io.atomic import partial_files
-from seismic.monitoring.alert_channels import RetryPolicy, build_channels
+from seismic.monitoring.alert_channels import build_channels
 from seismic.monitoring.state import MonitorState, StateLockedError
 
 sys.path.insert(0, str(Path(__file__).parent))  # the schedule tests' inference log, the alert tests' windows
