@@ -278,7 +278,7 @@ class InferenceLogWriter:
             rows += sum(len(i.index) for i in new)
             final = any(f.final for f in flushes)
             if rows and (flushes or self._wait(rows, oldest, next_retry) == 0.0):
-                tables = self._write(tables + self._to_tables(items))
+                tables = self._write(tables + self._to_tables(items), final)
                 items = []
                 rows = sum(t.num_rows for *_, t in tables)
                 next_retry = time.monotonic() + self.flush_seconds if tables else 0.0
@@ -360,8 +360,9 @@ class InferenceLogWriter:
         schema = log_schema(probs.shape[1], emb.shape[1])
         return pa.table([pa.array(columns[f.name], f.type) for f in schema], schema=schema)
 
-    def _write(self, tables: list[tuple[str, str, pa.Table]]) -> list[tuple[str, str, pa.Table]]:
-        """One file per partition and schema; returns the tables whose write failed (to retry)."""
+    def _write(self, tables: list[tuple[str, str, pa.Table]], final: bool) -> list[tuple[str, str, pa.Table]]:
+        """One file per partition and schema; returns the tables whose write failed (to retry, unless
+        ``final``: the writer is closing and the caller counts them lost, which the log line says)."""
         groups: dict[tuple[str, str, pa.Schema], list[pa.Table]] = defaultdict(list)
         for date, hour, table in tables:
             groups[(date, hour, table.schema)].append(table)
@@ -376,14 +377,16 @@ class InferenceLogWriter:
             except OSError as err:
                 self._errors += 1
                 failed.extend((date, hour, t) for t in parts)
+                fate = f"kept for a retry in {self.flush_seconds:g} s"
+                fate = "lost: the writer is closing" if final else fate
                 logger.error(
-                    "inference log: cannot write %d row(s) to %s (%s: %s); kept for a retry in %.0f s "
-                    "(%d failed write(s) so far); the API is unaffected",
+                    "inference log: cannot write %d row(s) to %s (%s: %s); %s (%d failed write(s) so far); "
+                    "the API is unaffected",
                     table.num_rows,
                     path,
                     type(err).__name__,
                     err,
-                    self.flush_seconds,
+                    fate,
                     self._errors,
                 )
                 continue
