@@ -260,7 +260,10 @@ class Monitor:
         while not stop.is_set():
             try:
                 self.run_once(stop)
-            except Exception:  # a long-lived daemon: an outage (registry, disk) must not end it
+            except (RuntimeError, OSError) as err:  # an outage (registry, disk): one line, then retried
+                why = " ".join(str(err).split())
+                log.error("monitor: cycle failed: %s; retried in %.0f s", why, self.s.poll_seconds)
+            except Exception:  # a long-lived daemon: not even a bug ends it, but its traceback is logged
                 log.exception("monitor: cycle failed; retried in %.0f s", self.s.poll_seconds)
             stop.wait(self.s.poll_seconds)
         self.retrain.stop()

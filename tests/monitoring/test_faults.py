@@ -3,7 +3,10 @@ file, and alert mail over STARTTLS to a real SMTP server with a certificate from
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
+import logging
 import os
 import signal
 import socket
@@ -11,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,11 +22,12 @@ import pytest
 
 from seismic.io.atomic import partial_files
 from seismic.monitoring.alert_channels import build_channels
+from seismic.monitoring.schedule import Monitor
 from seismic.monitoring.state import MonitorState, StateLockedError
 
 sys.path.insert(0, str(Path(__file__).parent))  # the schedule tests' inference log, the alert tests' windows
-from test_alerts import _engine, judge, window
-from test_schedule import setup  # noqa: F401  (a fixture: a reference model and a log of four windows)
+from test_alerts import _engine, dead_url, judge, window
+from test_schedule import STEP, T0, _settings, setup  # noqa: F401  (setup: a model and a log of 4 windows)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,6 +153,35 @@ def test_sigkill_mid_window_then_a_second_monitor_on_the_locked_state(tmp_path, 
     assert len(ids) == len(set(ids)) == 4
     assert [b["status"] for b in receiver.bodies][:2] == ["firing", "firing"]  # window 3's alert, again
     assert not list(out.rglob("*.partial"))
+
+
+def test_registry_unreachable_while_the_monitor_polls_is_one_line_per_cycle(tmp_path, setup, caplog):  # noqa: F811
+    registry = dead_url().removesuffix("/hook")  # a 127.0.0.1 port nothing listens on
+    settings = dataclasses.replace(
+        _settings(tmp_path, setup, []),
+        model_source="models:/tiny@champion",
+        tracking_uri=registry,
+        poll=dt.timedelta(seconds=0.1),
+    )
+    monitor = Monitor(settings, clock=lambda: T0 + 4 * STEP + dt.timedelta(seconds=1))
+    stop = threading.Event()
+    daemon = threading.Thread(target=monitor.run_forever, args=(stop,))
+    with caplog.at_level(logging.ERROR, logger="seismic.monitoring.schedule"):
+        daemon.start()
+        try:
+            deadline = time.monotonic() + 30
+            while len([r for r in caplog.records if r.name == "seismic.monitoring.schedule"]) < 2:
+                assert daemon.is_alive() and time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            daemon.join(30)
+    lines = [r for r in caplog.records if r.name == "seismic.monitoring.schedule"]
+    assert all(r.exc_info is None for r in lines)  # no traceback: the reason is known
+    message = lines[0].getMessage()
+    assert message.startswith(f"monitor: cycle failed: MLflow tracking server {registry} is unreachable (")
+    assert message.endswith("; retried in 0 s") and "\n" not in message
+    assert monitor.state.last_window_end is None  # no window was processed without its reference
 
 
 def test_the_lock_holder_removes_partial_state_files_of_a_killed_monitor(tmp_path, caplog):
