@@ -33,7 +33,7 @@ def setup(tmp_path_factory):
     return model, big, small
 
 
-def predict(model: Path, cube: Path, out: Path, tmp_path: Path) -> subprocess.Popen:
+def predict(model: Path, cube: Path, out: Path, tmp_path: Path, *extra: str) -> subprocess.Popen:
     args = [
         sys.executable,
         str(REPO / "scripts" / "predict.py"),
@@ -46,6 +46,7 @@ def predict(model: Path, cube: Path, out: Path, tmp_path: Path) -> subprocess.Po
         "chunk.batch_size=16",
         "progress=false",
         f"hydra.run.dir={tmp_path / 'hydra'}",
+        *extra,
     ]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -67,7 +68,8 @@ def wait_for_partials(proc: subprocess.Popen, out: Path) -> None:
 def test_signal_mid_volume_removes_partials_and_says_so(setup, tmp_path, sig):
     model, big, _ = setup
     out = tmp_path / "out"
-    proc = predict(model, big, out, tmp_path)
+    log = ["log.enabled=true", f"log.directory={tmp_path / 'log'}", "log.sample_fraction=0.01"]
+    proc = predict(model, big, out, tmp_path, *log)
     try:
         wait_for_partials(proc, out)
         proc.send_signal(sig)
@@ -81,6 +83,8 @@ def test_signal_mid_volume_removes_partials_and_says_so(setup, tmp_path, sig):
     assert lines[0].startswith(f"predict interrupted by {sig.name}: removed partial file(s) ")
     assert ".survey.classes.sgy." in lines[0] and ".survey.classes.summary.parquet." in lines[0]
     assert sorted(p.name for p in out.iterdir()) == []  # no partial, no output
+    logged = list((tmp_path / "log").rglob("*"))  # the sampled windows scored so far were flushed, whole
+    assert any(p.suffix == ".parquet" for p in logged) and not [p for p in logged if p.name.startswith(".")]
 
 
 def test_sigkill_leaves_partials_that_the_next_run_removes(setup, tmp_path):
