@@ -3,7 +3,8 @@
 Layout: an append-only Parquet dataset under ``directory``, hive-partitioned by the UTC hour of the request,
 ``date=YYYY-MM-DD/hour=HH/part-<utc>-<id>.parquet``. Every file is written to a hidden temporary name beside
 its final one and renamed when complete, so a reader (:func:`read_inference_log`, or any
-``pyarrow.dataset`` reader: it skips names starting with ``.``) never sees half a file.
+``pyarrow.dataset`` reader: it skips names starting with ``.``) never sees half a file; one that a killed
+process left is removed by the next writer once it is an hour old.
 
 Schema and reader: :mod:`serving.inference_log_schema` (re-exported here).
 
@@ -45,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seismic.features import FEATURE_NAMES, window_features
-from seismic.io.atomic import atomic_file
+from seismic.io.atomic import atomic_file, remove_stale_partials
 from serving.inference_log_schema import LOG_SCHEMA_VERSION, log_schema, read_inference_log
 
 __all__ = [
@@ -266,6 +267,9 @@ class InferenceLogWriter:
         # Raw items wait here until a flush is due and are then tabulated together: the features and one
         # table per partition cost about the same for 1 row as for hundreds, so doing that per request
         # (measured: ~1.5 ms of GIL-holding work per batch-1 request) halved a server's request rate.
+        with contextlib.suppress(OSError):  # writes of killed processes; no live write is an hour old
+            for stale in remove_stale_partials(self.directory, 3600):
+                logger.warning("inference log: removed %s, a write abandoned by a killed process", stale)
         items: list[_Item] = []
         tables: list[tuple[str, str, pa.Table]] = []  # tabulated, not yet written (failed writes wait here)
         rows = 0  # in items and tables

@@ -7,6 +7,7 @@ import glob
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,4 +69,18 @@ def remove_partials(paths: list[str | Path]) -> list[Path]:
             else:
                 tmp.unlink(missing_ok=True)
             removed.append(tmp)
+    return removed
+
+
+def remove_stale_partials(folder: str | Path, older_than_s: float) -> list[Path]:
+    """Remove partial files anywhere under ``folder`` that nothing has written to for ``older_than_s``: for a
+    folder that several processes write (an inference log), where only age tells an abandoned write (its
+    process was SIGKILLed) from a live one; the ones removed."""
+    cutoff = time.time() - older_than_s
+    removed = []
+    for tmp in Path(folder).rglob(".*.partial"):
+        with contextlib.suppress(FileNotFoundError):  # its writer finished or removed it meanwhile
+            if tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed.append(tmp)
     return removed

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import subprocess
+import time
 
 import pytest
 
@@ -106,3 +108,16 @@ def test_still_full_at_close_counts_rows_lost_in_one_line(tmpfs, caplog):
     (line,) = _errors(caplog)  # says the rows are lost, not that they wait for a retry that never comes
     assert "cannot write 50 row(s)" in line and "No space left on device" in line
     assert "lost: the writer is closing" in line
+
+
+def test_partial_files_of_killed_writers_are_removed_when_an_hour_old(tmp_path, caplog):
+    hour = tmp_path / "date=2025-01-01" / "hour=00"
+    hour.mkdir(parents=True)
+    stale, live = hour / ".part-a.parquet.x1.partial", hour / ".part-b.parquet.x2.partial"
+    for path in (stale, live):
+        path.write_bytes(b"PAR1 half a file")  # what a SIGKILL mid-write leaves
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    with caplog.at_level(logging.WARNING, logger="serving.inference_log"):
+        InferenceLogWriter(tmp_path, dt_ms=DT_MS).close()
+    assert not stale.exists() and live.exists()  # a young one may be another process's write in progress
+    assert f"inference log: removed {stale}, a write abandoned by a killed process" in caplog.text
