@@ -45,6 +45,8 @@ def interrupt_on_signals(outputs: list[Path]) -> None:
     from seismic.io.atomic import partial_files
 
     def handler(signum: int, frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):  # a second Ctrl-C must not break off the cleanup
+            signal.signal(sig, signal.SIG_IGN)
         raise Interrupted(signum, [p for out in outputs for p in partial_files(out)])
 
     signal.signal(signal.SIGTERM, handler)

@@ -73,6 +73,7 @@ def test_signal_mid_volume_removes_partials_and_says_so(setup, tmp_path, sig):
     try:
         wait_for_partials(proc, out)
         proc.send_signal(sig)
+        proc.send_signal(sig)  # impatient: a second one must not break off the cleanup
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
