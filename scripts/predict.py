@@ -131,6 +131,8 @@ def main(cfg: DictConfig) -> None:
         what = f"removed partial file(s) {_names(gone)}" if gone else "no output file had been started"
         print(f"predict interrupted by {stop}: {what}; no output written", file=sys.stderr)
         sys.exit(128 + stop.signum)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the outputs are complete: nothing left to clean up
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     report = result.to_dict()
     if writer is not None:
         report["inference_log"] = dataclasses.asdict(writer.stats)

@@ -255,9 +255,10 @@ def register_folder(
         reason = err.message if isinstance(err, MlflowException) else f"{type(err).__name__}: {err}"
         text = f"registering {name!r} in {client.tracking_uri} failed: {reason}"
         if left:
+            text += f"; could not undo, the store failing too: {'; '.join(left)}"
+        if version is not None and any(what.startswith("version") for what in left):
             text += (
-                f"; could not undo, the store failing too: {'; '.join(left)}. Such a version has no files "
-                "and no alias: delete it once the store answers again"
+                f" (it has no files and no alias; the next registration of {name!r} removes it after an hour)"
             )
         raise RegistryError(" ".join(text.split())) from err  # one line: MLflow's messages hold newlines
     return client.get_model_version(name, str(version.version))
