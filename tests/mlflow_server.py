@@ -46,8 +46,8 @@ class MlflowServer:
             "1",
         ]
         env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-        log = (self.root / "server.log").open("ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=log, env=env, start_new_session=True)
+        with (self.root / "server.log").open("ab") as log:  # the server keeps its own copy of the descriptor
+            self.process = subprocess.Popen(args, stdout=log, stderr=log, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
