@@ -4,6 +4,11 @@ See ``configs/predict.yaml`` for every option and :mod:`serving.batch` for what 
 scores the inline chunks on a Ray cluster (:mod:`serving.ray_batch`) and writes the same files. Prints one
 line and a JSON summary; exit status 2 with one line on stderr when a setting, the input or the model cannot
 be used.
+
+Interruption: on SIGTERM or Ctrl-C (SIGINT) the outputs' temporary ``.<name>.<random>.partial`` files are
+removed, one line on stderr names them, and the exit status is 128 + the signal number. A SIGKILL runs no
+cleanup: the next run that writes the same outputs removes the partial files it finds and says so (one job
+owns its outputs; two runs writing the same files at once are not supported).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -24,10 +30,34 @@ from omegaconf.errors import MissingMandatoryValue
 import seismic.config  # noqa: F401  (registers the ${seismic.root:} resolver that configs/paths uses)
 
 
+class Interrupted(BaseException):
+    """Raised by the SIGTERM/SIGINT handler, so every output's context manager unwinds and removes its
+    partial file (a BaseException, like KeyboardInterrupt: no ``except Exception`` on the way swallows it)."""
+
+    def __init__(self, signum: int, partials: list[Path]) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.partials = signum, partials
+
+
+def interrupt_on_signals(outputs: list[Path]) -> None:
+    """Turn SIGTERM and SIGINT into :class:`Interrupted`, noting the partial files that exist at that moment
+    (the unwinding removes them, so afterwards there is nothing left to list)."""
+    from seismic.io.atomic import partial_files
+
+    def handler(signum: int, frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):  # a second Ctrl-C must not break off the cleanup
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum, [p for out in outputs for p in partial_files(out)])
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
 def main(cfg: DictConfig) -> None:
     from pydantic import ValidationError
 
+    from seismic.io.atomic import remove_partials
     from seismic.io.errors import SeismicIOError
     from serving.batch import BatchScoringError, score_segy
     from serving.inference_log import InferenceLogWriter, install_sigterm_flush
@@ -46,6 +76,14 @@ def main(cfg: DictConfig) -> None:
     out = s.output
     classes = Path(out.classes or Path(cfg.paths.log_dir) / "predict" / f"{Path(s.input).stem}.classes.sgy")
     summary = Path(out.summary or classes.with_suffix(".summary.parquet"))
+    outputs = [classes, summary, *([Path(out.max_probability)] if out.max_probability else [])]
+    stale = remove_partials(outputs)  # left by a SIGKILLed run (no cleanup ran): they are ours to remove
+    if stale:
+        print(
+            f"predict: removed {len(stale)} stale partial file(s) of an interrupted run: {_names(stale)}",
+            file=sys.stderr,
+        )
+    interrupt_on_signals(outputs)  # before install_sigterm_flush, which chains to it after flushing the log
     writer = None
     try:
         if s.engine == "ray":
@@ -89,11 +127,23 @@ def main(cfg: DictConfig) -> None:
     except (SeismicIOError, BatchScoringError, ModelLoadError, ValueError, ImportError) as err:
         print(f"predict failed: {err}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as stop:
+        left = remove_partials(outputs)  # normally none: the unwinding removed them
+        gone = sorted(set(stop.partials) | set(left))
+        what = f"removed partial file(s) {_names(gone)}" if gone else "no output file had been started"
+        print(f"predict interrupted by {stop}: {what}; no output written", file=sys.stderr)
+        sys.exit(128 + stop.signum)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the outputs are complete: nothing left to clean up
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     report = result.to_dict()
     if writer is not None:
         report["inference_log"] = dataclasses.asdict(writer.stats)
     print(f"scored {result.windows} windows in {result.seconds:.1f} s ({result.windows_per_s:.0f} windows/s)")
     print(json.dumps(report, indent=2))
+
+
+def _names(paths: list[Path]) -> str:
+    return ", ".join(str(p) for p in paths)
 
 
 def score_on_ray(s, classes: Path, summary: Path):  # type: ignore[no-untyped-def]

@@ -3,7 +3,8 @@
 Layout: an append-only Parquet dataset under ``directory``, hive-partitioned by the UTC hour of the request,
 ``date=YYYY-MM-DD/hour=HH/part-<utc>-<id>.parquet``. Every file is written to a hidden temporary name beside
 its final one and renamed when complete, so a reader (:func:`read_inference_log`, or any
-``pyarrow.dataset`` reader: it skips names starting with ``.``) never sees half a file.
+``pyarrow.dataset`` reader: it skips names starting with ``.``) never sees half a file; one that a killed
+process left is removed by the next writer once it is an hour old.
 
 Schema and reader: :mod:`serving.inference_log_schema` (re-exported here).
 
@@ -52,7 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seismic.features import FEATURE_NAMES, window_features
-from seismic.io.atomic import atomic_file
+from seismic.io.atomic import atomic_file, remove_stale_partials
 from serving.inference_log_schema import LOG_SCHEMA_VERSION, log_schema, read_inference_log
 
 __all__ = [
@@ -320,6 +321,9 @@ class InferenceLogWriter:
         # Raw items wait here until a flush is due and are then tabulated together: the features and one
         # table per partition cost about the same for 1 row as for hundreds, so doing that per request
         # (measured: ~1.5 ms of GIL-holding work per batch-1 request) halved a server's request rate.
+        with contextlib.suppress(OSError):  # writes of killed processes; no live write is an hour old
+            for stale in remove_stale_partials(self.directory, 3600):
+                logger.warning("inference log: removed %s, a write abandoned by a killed process", stale)
         items: list[_Item] = []
         tables: list[tuple[str, str, pa.Table]] = []  # tabulated, not yet written (failed writes wait here)
         rows = 0  # in items and tables
@@ -332,7 +336,7 @@ class InferenceLogWriter:
             rows += sum(len(i.index) for i in new)
             final = any(f.final for f in flushes)
             if rows and (flushes or self._wait(rows, oldest, next_retry) == 0.0):
-                tables = self._write(tables + self._to_tables(items))
+                tables = self._write(tables + self._to_tables(items), final)
                 items = []
                 rows = sum(t.num_rows for *_, t in tables)
                 next_retry = time.monotonic() + self.flush_seconds if tables else 0.0
@@ -419,8 +423,9 @@ class InferenceLogWriter:
         schema = log_schema(probs.shape[1], emb.shape[1])
         return pa.table([pa.array(columns[f.name], f.type) for f in schema], schema=schema)
 
-    def _write(self, tables: list[tuple[str, str, pa.Table]]) -> list[tuple[str, str, pa.Table]]:
-        """One file per partition and schema; returns the tables whose write failed (to retry)."""
+    def _write(self, tables: list[tuple[str, str, pa.Table]], final: bool) -> list[tuple[str, str, pa.Table]]:
+        """One file per partition and schema; returns the tables whose write failed (to retry, unless
+        ``final``: the writer is closing and the caller counts them lost, which the log line says)."""
         groups: dict[tuple[str, str, pa.Schema], list[pa.Table]] = defaultdict(list)
         for date, hour, table in tables:
             groups[(date, hour, table.schema)].append(table)
@@ -435,14 +440,16 @@ class InferenceLogWriter:
             except OSError as err:
                 self._errors += 1
                 failed.extend((date, hour, t) for t in parts)
+                fate = f"kept for a retry in {self.flush_seconds:g} s"
+                fate = "lost: the writer is closing" if final else fate
                 logger.error(
-                    "inference log: cannot write %d row(s) to %s (%s: %s); kept for a retry in %.0f s "
-                    "(%d failed write(s) so far); the API is unaffected",
+                    "inference log: cannot write %d row(s) to %s (%s: %s); %s (%d failed write(s) so far); "
+                    "the API is unaffected",
                     table.num_rows,
                     path,
                     type(err).__name__,
                     err,
-                    self.flush_seconds,
+                    fate,
                     self._errors,
                 )
                 continue

@@ -45,14 +45,19 @@ class Reloader:
     async def reload(self, source: str | None = None, *, only_if_changed: bool = False) -> dict[str, Any]:
         """Load ``source`` (default: the configured one) and swap it in; returns old and new versions."""
         source = source or self.service.settings.model.source
+        wanted = None
+        current = self.service.model
+        if only_if_changed and current is not None and current.source == source:
+            # asked outside the lock: a registry that is down can take minutes to fail (MLflow's client
+            # retries), and POST /reload of a folder must not wait behind that
+            wanted = await asyncio.to_thread(
+                resolve_version, source, self.service.settings.model.tracking_uri
+            )
         async with self._lock:
             current = self.service.model
-            if only_if_changed and current is not None and current.source == source:
-                wanted = await asyncio.to_thread(
-                    resolve_version, source, self.service.settings.model.tracking_uri
-                )
-                if wanted is None or wanted == current.version:
-                    return {"reloaded": False, "version": current.version}
+            unchanged = current is not None and current.source == source and wanted in (None, current.version)
+            if only_if_changed and unchanged:  # (also when it was loaded while we waited for the lock)
+                return {"reloaded": False, "version": current.version}
             try:
                 model = await asyncio.to_thread(self._load, source)
             except ModelLoadError:

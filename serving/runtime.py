@@ -233,14 +233,17 @@ def load_model(
         model = LoadedModel(folder, session, metadata, text)
         # the first run allocates; doing it here keeps it off the first request and off a hot swap
         model.run(np.zeros((1, *model.window_shape), dtype=np.float32))
-    except FileNotFoundError as err:
-        raise ModelLoadError(f"{text}: missing {Path(err.filename or str(err)).name}") from err
-    except (KeyError, ValueError, TypeError) as err:
-        raise ModelLoadError(f"{text}: invalid metadata ({type(err).__name__}: {err})") from err
-    except Exception as err:  # onnxruntime raises its own types for broken graphs
-        if tmp is not None:
+    except Exception as err:
+        if tmp is not None:  # a downloaded version that cannot be used: nothing of it stays on disk
             tmp.cleanup()
-        raise ModelLoadError(f"{text}: onnxruntime cannot load the model: {err}") from err
+        if isinstance(err, FileNotFoundError):
+            raise ModelLoadError(f"{text}: missing {Path(err.filename or str(err)).name}") from err
+        if isinstance(err, KeyError | ValueError | TypeError):
+            raise ModelLoadError(f"{text}: invalid metadata ({type(err).__name__}: {err})") from err
+        # onnxruntime raises its own types for broken graphs (a corrupted or truncated file), over lines
+        raise ModelLoadError(
+            f"{text}: onnxruntime cannot load the model: {' '.join(str(err).split())}"
+        ) from err
     model._tmp = tmp
     log.info("loaded %r from %s", model, text)
     return model

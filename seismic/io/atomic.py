@@ -9,9 +9,11 @@ kernel applies the process umask, exactly as for a plain ``open(path, "w")``.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -63,3 +65,40 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def partial_files(path: str | Path) -> list[Path]:
+    """The temporary files or folders that :func:`atomic_file` / :func:`atomic_dir` made for ``path`` and
+    that are still there: a write in progress, or one that a SIGKILL (no cleanup runs) left behind."""
+    target = Path(path)
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*.partial"))
+
+
+def remove_partials(paths: list[str | Path]) -> list[Path]:
+    """Remove every partial file of ``paths`` (see :func:`partial_files`); the ones removed.
+
+    Only for a caller that knows no other writer of the same outputs is running (one job owns them), else it
+    would pull a live write from under that writer."""
+    removed = []
+    for path in paths:
+        for tmp in partial_files(path):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def remove_stale_partials(folder: str | Path, older_than_s: float) -> list[Path]:
+    """Remove partial files anywhere under ``folder`` that nothing has written to for ``older_than_s``: for a
+    folder that several processes write (an inference log), where only age tells an abandoned write (its
+    process was SIGKILLed) from a live one; the ones removed."""
+    cutoff = time.time() - older_than_s
+    removed = []
+    for tmp in Path(folder).rglob(".*.partial"):
+        with contextlib.suppress(FileNotFoundError):  # its writer finished or removed it meanwhile
+            if tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed.append(tmp)
+    return removed

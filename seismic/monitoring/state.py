@@ -16,21 +16,70 @@ must move together. A crash before the rename leaves the previous state, so the 
 (and its alerts, already recorded as sent or not, dedup by fingerprint); a crash after it leaves the new one,
 so the window is never processed twice. The file is the only coupling between runs, which is what lets the
 same code run as a long-lived scheduler or as a CronJob that starts fresh each time.
+
+**One monitor per state file**: :class:`~seismic.monitoring.job.schedule.Monitor` loads the state with
+``lock=True``, which takes an exclusive ``flock`` on ``.<state file name>.lock`` beside it (holding the
+holder's pid) for the rest of the process. A second monitor on the same file fails at once with
+:class:`StateLockedError`, one line naming the state file and the holder: failing rather than waiting, so an
+overlapping CronJob run ends instead of piling up behind a long one. The kernel drops the lock when the
+holder dies, SIGKILL included, so a killed monitor never blocks the next. The lock is per process (a second
+load in the same process shares it) and needs a local filesystem or one with working ``flock`` (not every
+NFS). Holding the lock also makes it safe to remove the state's partial files a killed monitor left.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import fcntl
 import json
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seismic.io.atomic import atomic_file
+from seismic.io.atomic import atomic_file, remove_partials
 
+log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 KEEP_WINDOWS = 200  # the windows list is for people and /metrics, not for correctness: bounded
+_HELD: dict[Path, int] = {}  # state files this process has locked -> the lock file's descriptor, kept open
+
+
+class StateLockedError(RuntimeError):
+    """Another monitor holds the state file (a RuntimeError: scripts/monitor.py reports it in one line)."""
+
+
+def lock_state(path: Path) -> None:
+    """Hold ``path``'s lock for the rest of this process (see the module docstring), or raise
+    :class:`StateLockedError`; then remove the partial state files a killed monitor left behind."""
+    key = path.resolve()
+    if key in _HELD:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes (retrain commands)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StateLockedError(
+            f"monitor state {path} is in use by another monitor (pid {holder}, lock {lock}): "
+            "run one monitor per state file"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = fd
+    stale = remove_partials([path])
+    if stale:
+        log.warning(
+            "monitor state %s: removed %d partial file(s) left by a killed monitor: %s",
+            path,
+            len(stale),
+            ", ".join(map(str, stale)),
+        )
 
 
 def _empty() -> dict[str, Any]:
@@ -51,8 +100,11 @@ class MonitorState:
     data: dict[str, Any] = field(default_factory=_empty)
 
     @classmethod
-    def load(cls, path: str | Path | None) -> MonitorState:
-        """The state at ``path`` (a fresh one if the file does not exist; ``None``: in memory only)."""
+    def load(cls, path: str | Path | None, *, lock: bool = False) -> MonitorState:
+        """The state at ``path`` (a fresh one if the file does not exist; ``None``: in memory only);
+        ``lock``: first take the state file's lock (:func:`lock_state`), as a monitor must."""
+        if lock and path is not None:
+            lock_state(Path(path))
         if path is None or not Path(path).is_file():
             return cls(None if path is None else Path(path))
         data = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -9,14 +9,19 @@ monitoring need. Version tags: ``data_hash``, ``git_commit``, ``architecture``, 
 
 The version number is part of the model's own metadata (``model_version`` inside the ONNX and the JSON): the
 version is created first, pointing at an empty logged model; the folder is stamped with its number, then
-uploaded. If anything fails on the way, the version and the logged model are removed again, so the registry
-never holds a version without its files.
+uploaded. If anything fails on the way, the version is removed again and the logged model marked FAILED, so
+the registry never holds a version without its files; when the store itself has gone (a killed server), what
+could not be undone is named in the one-line :class:`RegistryError`, the folder's metadata is restored, and
+the next registration of that model deletes such an abandoned version (:func:`remove_abandoned`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import re
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,11 +31,15 @@ import numpy as np
 from seismic.export.layout import METADATA_FILE, ONNX_FILE, PROFILE_FILES, WEIGHTS_FILE
 from seismic.registry.tracking_store import TrackingError, check_tracking_uri
 
+log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 # what a model folder may hold besides the ONNX file; shipped as extra files of the logged model
 EXTRA_FILES = (METADATA_FILE, *PROFILE_FILES, WEIGHTS_FILE)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,254}$")
+# a registration takes seconds to minutes; a version whose files never arrived after this long was abandoned
+ABANDONED_AFTER = dt.timedelta(hours=1)
+_LOGGED_MODEL = re.compile(r"/models/(m-[0-9a-f]+)/artifacts/?$")  # a logged model's artifact location
 
 
 class RegistryError(TrackingError):
@@ -193,6 +202,13 @@ def register_folder(
         if not _is_missing(err):
             raise RegistryError(f"MLflow registry {client.tracking_uri}: {err.message}") from err
         client.create_registered_model(name, description=description)
+    for number in remove_abandoned(client, name):
+        log.warning(
+            "registry %s: removed version %s of %r, abandoned mid-registration",
+            client.tracking_uri,
+            number,
+            name,
+        )
     logged = client.create_logged_model(
         run.info.experiment_id, name="model", source_run_id=run_id, model_type="onnx"
     )
@@ -232,15 +248,62 @@ def register_folder(
             client.set_registered_model_alias(name, alias, str(version.version))
     except BaseException as err:
         if version is not None:
-            client.delete_model_version(name, str(version.version))
-            stamp(folder, **before)  # the folder must not claim a version that no longer exists
-        client.finalize_logged_model(logged.model_id, "FAILED")
-        if isinstance(err, MlflowException):
-            raise RegistryError(
-                f"registering {name!r} in {client.tracking_uri} failed: {err.message}"
-            ) from err
-        raise
+            stamp(folder, **before)  # local, so always done: the folder must not claim the failed version
+        left = _roll_back(client, name, None if version is None else str(version.version), logged.model_id)
+        if not isinstance(err, Exception):  # KeyboardInterrupt, SystemExit: rolled back, then let it through
+            raise
+        reason = err.message if isinstance(err, MlflowException) else f"{type(err).__name__}: {err}"
+        text = f"registering {name!r} in {client.tracking_uri} failed: {reason}"
+        if left:
+            text += f"; could not undo, the store failing too: {'; '.join(left)}"
+        if version is not None and any(what.startswith("version") for what in left):
+            text += (
+                f" (it has no files and no alias; the next registration of {name!r} removes it after an hour)"
+            )
+        raise RegistryError(" ".join(text.split())) from err  # one line: MLflow's messages hold newlines
     return client.get_model_version(name, str(version.version))
+
+
+def remove_abandoned(client: Any, name: str, older_than: dt.timedelta = ABANDONED_AFTER) -> list[str]:
+    """Delete versions of ``name`` whose registration never finished (their logged model is not READY: the
+    store died mid-registration, so the rollback could not reach it) and that are older than ``older_than``
+    (younger ones may be a registration still running); the version numbers removed."""
+    from mlflow.entities import LoggedModelStatus
+
+    cutoff_ms = (time.time() - older_than.total_seconds()) * 1000
+    removed = []
+    for version in client.search_model_versions(f"name='{name}'"):
+        # the store may not fill in model_id (sqlite, mlflow 3.17): the source is the logged model's folder
+        model_id = getattr(version, "model_id", None)
+        if not model_id and (match := _LOGGED_MODEL.search(version.source or "")):
+            model_id = match[1]
+        if not model_id or version.creation_timestamp > cutoff_ms:
+            continue  # registered from a run (MLflow 2 style), or possibly still being registered
+        if client.get_logged_model(model_id).status == LoggedModelStatus.READY:
+            continue
+        client.delete_model_version(name, str(version.version))
+        client.finalize_logged_model(model_id, "FAILED")
+        removed.append(str(version.version))
+    return removed
+
+
+def _roll_back(client: Any, name: str, version: str | None, model_id: str) -> list[str]:
+    """Remove a failed registration's version and mark its logged model FAILED, as far as the store lets
+    us (a killed server does not); what is left, one entry each."""
+    steps = [
+        (f"logged model {model_id} (left PENDING)", lambda: client.finalize_logged_model(model_id, "FAILED"))
+    ]
+    if version is not None:
+        steps.insert(
+            0, (f"version {version} of {name!r}", lambda: client.delete_model_version(name, version))
+        )
+    left = []
+    for what, undo in steps:
+        try:
+            undo()
+        except Exception as err:  # the store is down or refuses: report it, keep undoing the rest
+            left.append(f"{what}: {type(err).__name__}")
+    return left
 
 
 def aliases(client: Any, name: str) -> dict[str, Any]:

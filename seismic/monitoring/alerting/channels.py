@@ -6,7 +6,8 @@ Channels come from config (``alerts.channels`` of ``configs/monitor.yaml``, by d
     {type: webhook, name: alertmanager, url_env: SEISMIC_ALERT_WEBHOOK_URL, token_env: null}
     {type: slack, url_env: SEISMIC_SLACK_WEBHOOK_URL}
     {type: email, host: smtp.example.com, port: 587, starttls: true, sender: a@b, to: [c@d],
-     username_env: SEISMIC_SMTP_USER, password_env: SEISMIC_SMTP_PASSWORD}
+     username_env: SEISMIC_SMTP_USER, password_env: SEISMIC_SMTP_PASSWORD,
+     ca_file: null}   # a PEM bundle to verify the server against instead of the system CAs (a private CA)
     {type: log, path: outputs/monitor/alerts.jsonl}      # path optional: the log line alone
 
 Secrets (webhook URLs carry tokens, SMTP credentials) are read from the environment variables that the
@@ -145,9 +146,10 @@ class EmailChannel:
         to: list[str],
         starttls: bool,
         credentials: tuple[str, str] | None,
+        ca_file: str | None = None,
     ) -> None:
         self.name, self.host, self.port, self.sender, self.to = name, host, port, sender, to
-        self.starttls, self._credentials = starttls, credentials
+        self.starttls, self._credentials, self.ca_file = starttls, credentials, ca_file
 
     def message(self, notification: Notification) -> EmailMessage:
         msg = EmailMessage()
@@ -159,7 +161,11 @@ class EmailChannel:
     def send(self, notification: Notification, timeout: float) -> None:
         with smtplib.SMTP(self.host, self.port, timeout=timeout) as smtp:
             if self.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                try:  # the certificate is verified (chain and host name) before any credential is sent
+                    smtp.starttls(context=ssl.create_default_context(cafile=self.ca_file))
+                except ssl.SSLError as err:
+                    ca = self.ca_file or "the system CAs"
+                    raise OSError(f"STARTTLS to {self.host}:{self.port} failed against {ca}: {err}") from None
             if self._credentials:
                 smtp.login(*self._credentials)
             smtp.send_message(self.message(notification))
@@ -231,7 +237,7 @@ def receiver_url(spec: Mapping[str, Any], what: str) -> str | None:
 _KEYS = {
     "webhook": {"url", "url_env", "token_env", "receiver"},
     "slack": {"url", "url_env"},
-    "email": {"host", "port", "sender", "to", "starttls", "username_env", "password_env"},
+    "email": {"host", "port", "sender", "to", "starttls", "username_env", "password_env", "ca_file"},
     "log": {"path"},
 }
 
@@ -273,6 +279,7 @@ def build_channels(specs: list[Mapping[str, Any]] | None, receiver: str) -> list
                     [to] if isinstance(to, str) else list(to),
                     bool(spec.get("starttls", False)),
                     creds,
+                    str(spec["ca_file"]) if spec.get("ca_file") else None,
                 )
             )
             continue

@@ -44,6 +44,7 @@ from typing import Any
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 
+from seismic.io.atomic import remove_partials
 from seismic.monitoring.alerting.channels import RetryPolicy, build_channels, dispatch
 from seismic.monitoring.alerting.engine import AlertEngine, AlertSettings, describe
 from seismic.monitoring.drift import adaptive
@@ -143,7 +144,7 @@ class Monitor:
     def __init__(self, settings: ScheduleSettings, clock: Callable[[], dt.datetime] | None = None) -> None:
         self.s = settings
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        self.state = MonitorState.load(settings.state_file)
+        self.state = MonitorState.load(settings.state_file, lock=True)  # one monitor per state file
         self.engine = AlertEngine(settings.alerts, self.state)
         self.channels = build_channels(settings.channels, settings.alerts.receiver)
         self.retrain = RetrainTrigger(
@@ -213,6 +214,9 @@ class Monitor:
             record |= {"verdict": "no_data", "report": None}
         else:
             folder = Path(self.s.output_dir) / "windows" / f"{start:%Y%m%dT%H%M%SZ}"
+            # a monitor killed while writing this window's reports left partial files; the state lock
+            # makes them ours to remove
+            remove_partials([folder / "drift_report.json", folder / "drift_report.html"])
             json_path, html_path = write_reports(report, folder)
             self.latest_report = report
             record |= self._judge(report["windows"][-1], str(html_path))
@@ -256,7 +260,10 @@ class Monitor:
         while not stop.is_set():
             try:
                 self.run_once(stop)
-            except Exception:  # a long-lived daemon: an outage (registry, disk) must not end it
+            except (RuntimeError, OSError) as err:  # an outage (registry, disk): one line, then retried
+                why = " ".join(str(err).split())
+                log.error("monitor: cycle failed: %s; retried in %.0f s", why, self.s.poll_seconds)
+            except Exception:  # a long-lived daemon: not even a bug ends it, but its traceback is logged
                 log.exception("monitor: cycle failed; retried in %.0f s", self.s.poll_seconds)
             stop.wait(self.s.poll_seconds)
         self.retrain.stop()
