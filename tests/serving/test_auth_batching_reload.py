@@ -26,7 +26,8 @@ def test_api_key_guards_everything_but_probes(model_dirs, tmp_path, monkeypatch)
         refused = requests.post(running.url + "/predict", json=body, timeout=10)
         assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == 'Bearer realm="seismic"'
         assert requests.get(running.url + "/v2/models/cnn1d", timeout=10).json() == {
-            "error": "X-API-Key: missing or wrong API key (expected X-API-Key: <key> or Authorization: Bearer <key>)"
+            "error": "X-API-Key: missing or wrong API key "
+            "(expected X-API-Key: <key> or Authorization: Bearer <key>)"
         }
         for headers in ({"X-API-Key": "nope"}, {"Authorization": "Bearer nope"}, {"Authorization": "s3cret"}):
             wrong = requests.post(running.url + "/predict", json=body, headers=headers, timeout=10)
@@ -179,3 +180,12 @@ def test_reload_of_a_broken_source_keeps_the_old_model(server):
     response = requests.post(server.url + "/reload", json={"source": "/nonexistent/model"}, timeout=10)
     assert response.status_code == 422 and "no such model folder" in response.json()["detail"]
     assert requests.get(server.url + "/ready", timeout=10).ok
+
+
+def test_failed_registry_reload_says_where_it_looked(server, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)  # MLflow's default store is a database in the working directory
+    response = requests.post(server.url + "/reload", json={"source": "models:/nope@champion"}, timeout=60)
+    detail = response.json()["detail"]
+    assert response.status_code == 422 and "in None" not in detail, detail
+    assert "MLFLOW_TRACKING_URI is set" in detail and "cannot resolve the alias" in detail
