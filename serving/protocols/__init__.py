@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 MAX_DEPTH = 1024  # orjson's fixed limit on nested arrays and objects
 
@@ -55,13 +55,16 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise ApiError(413, f"body of {size} bytes", field="body", expected=f"at most {limit} bytes")
     chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise ApiError(
-                413, f"body larger than {limit} bytes", field="body", expected=f"at most {limit} bytes"
-            )
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise ApiError(
+                    413, f"body larger than {limit} bytes", field="body", expected=f"at most {limit} bytes"
+                )
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody reads this answer, but it is counted: as the client's fault, not a 500
+        raise ApiError(400, f"client hung up after {total} bytes of the body", field="body") from None
     return b"".join(chunks)
 
 

@@ -169,7 +169,7 @@ def _decode(body: bytes, request: Request, limit: int) -> bytes:
     try:
         out = inflater.decompress(body, limit + 1)
     except zlib.error as err:
-        raise ApiError(400, f"body is not valid {encoding}: {err}") from None
+        raise ApiError(400, f"not valid {encoding} (as Content-Encoding says): {err}", field="body") from None
     if len(out) > limit:
         raise ApiError(413, f"decompressed body exceeds {limit} bytes")
     return out
