@@ -231,7 +231,11 @@ def load_model(
         folder, tmp, _ = _download(text, tracking_uri)
     else:
         folder = Path(text).expanduser()
-        if not folder.is_dir():
+        try:
+            found = folder.is_dir()
+        except OSError as err:  # a name too long for the file system, say: the client's mistake, not ours
+            raise ModelLoadError(f"{text[:200]!r}: not a usable path ({err.strerror})") from None
+        if not found:
             raise ModelLoadError(f"{folder}: no such model folder (expected {ONNX_FILE} + {METADATA_FILE})")
     try:
         metadata = json.loads((folder / METADATA_FILE).read_text())

@@ -67,19 +67,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "no model yet, or the queue is full (see Retry-After)"),
     )
 }
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": PredictRequest.model_json_schema()},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
-        },
-        "description": "JSON windows; or raw bytes with X-Shape (and X-Dtype) headers; or a .npy file",
-    }
-}
-
-
 # X-Dtype values -> numpy dtypes; raw bodies are little endian, like every platform numpy ships for
 RAW_DTYPES = {
     "float32": "<f4",
@@ -91,6 +78,35 @@ RAW_DTYPES = {
     "float16": "<f2",
     "<f2": "<f2",
     "f2": "<f2",
+}
+
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PredictRequest.model_json_schema()},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+        },
+        "description": "JSON windows; or raw bytes with X-Shape (and X-Dtype) headers; or a .npy file",
+    },
+    "parameters": [
+        {
+            "name": "X-Shape",
+            "in": "header",
+            "required": False,
+            "description": "application/octet-stream: the array's shape, e.g. 64,1,64",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "X-Dtype",
+            "in": "header",
+            "required": False,
+            "description": "application/octet-stream: the samples' dtype (little endian)",
+            "schema": {"type": "string", "enum": sorted(RAW_DTYPES), "default": "float32"},
+        },
+    ],
 }
 
 

@@ -264,6 +264,9 @@ def cases(kind: str) -> list[Case]:
             400,
             "binary_data_output",
         ),
+        # found by the fuzzer: a non-string source, and a path too long for the file system, were 500s
+        Case("object source", "/reload", b'{"source": {"a": 1}}', JSON, 422, "source"),
+        Case("long source", "/reload", json.dumps({"source": "x" * 5000}).encode(), JSON, 422, "source"),
     ]
     return table
 

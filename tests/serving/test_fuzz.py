@@ -1,0 +1,117 @@
+"""Schemathesis against a live server, every operation of its OpenAPI schema, both model kinds, valid and
+invalid requests: no answer is a 5xx, and every error is in its protocol's format and says what was wrong.
+
+The default run is bounded (a fixed number of examples per operation, derandomised, so CI sees the same
+requests each time); the ``slow`` run takes many more, freshly random."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+import requests
+import schemathesis
+from conftest import start
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+
+KINDS = ("cnn1d", "cnn2d")
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def fuzzed(request, model_dirs, tmp_path_factory):
+    """A server of its own per kind: the fuzzer's reloads and counts touch no other test's."""
+    running = start(model_dirs[request.param], tmp_path_factory.mktemp("log"))
+    yield request.param, running
+    running.stop()
+
+
+def _problem(path: str, response: requests.Response) -> str | None:
+    """What is wrong with ``response`` (None: nothing): a 5xx, or an error not in its protocol's format."""
+    if response.status_code >= 500:
+        return f"{response.status_code}: {response.text[:300]}"
+    if response.status_code < 400:
+        return None
+    try:
+        body = response.json()
+    except json.JSONDecodeError:
+        return f"{response.status_code} is not JSON: {response.text[:300]}"
+    if response.status_code in (404, 405) and set(body) in ({"detail"}, {"error"}):
+        return None  # a path or method no route has: the router's answer, in either format
+    if path.startswith("/v2"):
+        ok = set(body) == {"error"} and body["error"]
+    elif path == "/invocations":
+        ok = set(body) == {"error_code", "message"} and body["message"]
+    else:
+        ok = isinstance(body.get("detail"), str) and body["detail"]
+    return None if ok else f"{response.status_code} in the wrong format: {body}"
+
+
+def fuzz(kind: str, running, examples: int, derandomize: bool) -> tuple[Counter, list[str]]:  # type: ignore[no-untyped-def]
+    """Requests sent per (method, operation, status) and the problems found; positive and negative
+    generation for each operation."""
+    schema = schemathesis.openapi.from_url(running.url + "/openapi.json")
+    version = running.service.model.version
+    session = requests.Session()
+    sent: Counter = Counter()
+    problems: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        # half the cases on the served model's name and version, so v2 routes get past their 404
+        fixed = {"name": kind, "version": version}
+        params = {k: v for k, v in fixed.items() if "{" + k + "}" in operation.path}
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            for path_parameters in ({}, params) if params else ({},):
+                strategy = operation.as_strategy(
+                    generation_mode=mode, path_parameters=path_parameters or None
+                )
+
+                @settings(
+                    max_examples=examples,
+                    deadline=None,
+                    database=None,
+                    derandomize=derandomize,
+                    phases=[Phase.explicit, Phase.generate],
+                    suppress_health_check=list(HealthCheck),
+                )
+                @given(strategy)
+                def call(case) -> None:  # type: ignore[no-untyped-def]
+                    response = case.call(base_url=running.url, session=session, timeout=30)
+                    sent[case.operation.method.upper(), case.operation.path, response.status_code] += 1
+                    problem = _problem(case.operation.path, response)
+                    if problem is not None:
+                        problems.append(f"{case.method} {case.formatted_path}: {problem}")
+
+                try:
+                    call()
+                except Unsatisfiable:  # nothing to make invalid (a GET without parameters)
+                    assert mode is GenerationMode.NEGATIVE, operation.path
+    return sent, problems
+
+
+def _check(fuzzed, examples: int, derandomize: bool, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)  # a fuzzed reload of a models:/ source would make MLflow's default store here
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    kind, running = fuzzed
+    sent, problems = fuzz(kind, running, examples, derandomize)
+    per_operation: Counter = Counter()
+    for (method, path, _), count in sent.items():
+        per_operation[method, path] += count
+    print(f"{kind}: {sum(sent.values())} requests, {len(per_operation)} operations, statuses {sorted(sent)}")
+    assert not problems, "\n".join(problems[:20])
+    operations = {path for _, path in per_operation}
+    assert {"/predict", "/invocations", "/v2/models/{name}/infer", "/reload", "/metrics"} <= operations
+    assert min(n for (method, _), n in per_operation.items() if method == "POST") >= examples
+    metrics = requests.get(running.url + "/metrics", timeout=10).text
+    assert 'status="5' not in metrics  # also what the fuzzer's client never saw (a hung-up request)
+
+
+def test_fuzzed_requests_get_no_5xx_and_well_formed_errors(fuzzed, tmp_path, monkeypatch):
+    _check(fuzzed, 20, True, tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+def test_fuzzed_requests_get_no_5xx_and_well_formed_errors_long(fuzzed, tmp_path, monkeypatch):
+    _check(fuzzed, 150, False, tmp_path, monkeypatch)
