@@ -3,18 +3,13 @@ are refused with a 503 that closes the connection during the drain, exit status 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import requests
-from conftest import amplitudes, start
+from conftest import amplitudes, serve_script, start
 
-ROOT = Path(__file__).resolve().parents[2]
 BODY = {"windows": amplitudes(1, (1, 64)).tolist()}
 
 
@@ -53,26 +48,13 @@ def test_drain_refuses_new_requests_and_finishes_queued_ones(model_dirs, tmp_pat
 
 
 def test_serve_script_exits_0_after_a_clean_drain(model_dirs, tmp_path):
-    env = {**os.environ, "SEISMIC_ROOT": str(tmp_path)}
-    env.pop("SEISMIC_API_KEY", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "scripts/serve.py"),
-            f"model.source={model_dirs['cnn1d']}",
-            "port=0",
-            f"inference_log.directory={tmp_path / 'log'}",
-            "shutdown.drain_s=1",
-            "hydra.run.dir=" + str(tmp_path),
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    process, url = serve_script(
+        tmp_path,
+        f"model.source={model_dirs['cnn1d']}",
+        f"inference_log.directory={tmp_path / 'log'}",
+        "shutdown.drain_s=1",
     )
     try:
-        url = _listening_url(process)
         assert requests.post(url + "/predict", json=BODY, timeout=10).ok
         process.send_signal(signal.SIGTERM)
         assert requests.get(url + "/ready", timeout=10).status_code == 503
@@ -81,17 +63,3 @@ def test_serve_script_exits_0_after_a_clean_drain(model_dirs, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait(10)
-
-
-def _listening_url(process: subprocess.Popen) -> str:
-    """The URL of serve.py's "listening on" line (port=0 picks a free port: no race for one)."""
-    deadline = time.monotonic() + 90
-    lines = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError("serve.py exited:\n" + "".join(lines))
-        lines.append(line)
-        if "listening on " in line:
-            return line.split("listening on ", 1)[1].strip()
-    raise AssertionError("serve.py did not start:\n" + "".join(lines))
