@@ -367,6 +367,7 @@ def test_memory_levels_off_and_nothing_was_a_server_error(servers):
             for case in table:
                 send(servers[kind].url, servers[kind].port, case, kind)
         rss.append(_rss_mib())
+    print(f"bad inputs: {16 * sum(map(len, KINDS.values()))} requests, RSS MiB {[round(r) for r in rss]}")
     assert rss[-1] - rss[3] < 16, rss  # after warm-up (allocator pools, metric children), flat
     for server in servers.values():
         text = requests.get(server.url + "/metrics", timeout=10).text
