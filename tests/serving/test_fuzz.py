@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 import requests
 import schemathesis
-from conftest import start
+from conftest import amplitudes, start
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -49,45 +49,65 @@ def _problem(path: str, response: requests.Response) -> str | None:
     return None if ok else f"{response.status_code} in the wrong format: {body}"
 
 
+def _valid_bodies(kind: str, shape: tuple[int, ...]) -> dict[str, dict]:
+    """A valid JSON body per inference operation: random ones rarely get past the checks to the model."""
+    x = amplitudes(2, shape)
+    tensor = {"name": "windows", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+    v2 = {"inputs": [tensor]}
+    return {
+        "/predict": {"windows": x.tolist()},
+        "/invocations": {"inputs": x.tolist()},
+        "/v2/models/{name}/infer": v2,
+        "/v2/models/{name}/versions/{version}/infer": v2,
+    }
+
+
+def _strategies(operation, kind: str, running):  # type: ignore[no-untyped-def]
+    """(generation mode, strategy) pairs for ``operation``: positive and negative, each also on the served
+    model's name and version (so v2 routes get past their 404); inference operations also with a valid
+    body and everything else generated."""
+    model = running.service.model
+    fixed = {"name": kind, "version": model.version}
+    params = {k: v for k, v in fixed.items() if "{" + k + "}" in operation.path} or None
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        yield mode, operation.as_strategy(generation_mode=mode)
+        if params:
+            yield mode, operation.as_strategy(generation_mode=mode, path_parameters=params)
+    body = _valid_bodies(kind, model.window_shape).get(operation.path)
+    if body is not None:
+        strategy = operation.as_strategy(path_parameters=params, body=body, media_type="application/json")
+        yield GenerationMode.POSITIVE, strategy
+
+
 def fuzz(kind: str, running, examples: int, derandomize: bool) -> tuple[Counter, list[str]]:  # type: ignore[no-untyped-def]
-    """Requests sent per (method, operation, status) and the problems found; positive and negative
-    generation for each operation."""
+    """Requests sent per (method, operation, status) and the problems found."""
     schema = schemathesis.openapi.from_url(running.url + "/openapi.json")
-    version = running.service.model.version
     session = requests.Session()
     sent: Counter = Counter()
     problems: list[str] = []
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=derandomize,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def call(case) -> None:  # type: ignore[no-untyped-def]
+        response = case.call(base_url=running.url, session=session, timeout=30)
+        sent[case.operation.method.upper(), case.operation.path, response.status_code] += 1
+        problem = _problem(case.operation.path, response)
+        if problem is not None:
+            problems.append(f"{case.method} {case.formatted_path}: {problem}")
+
     for result in schema.get_all_operations():
         operation = result.ok()
-        # half the cases on the served model's name and version, so v2 routes get past their 404
-        fixed = {"name": kind, "version": version}
-        params = {k: v for k, v in fixed.items() if "{" + k + "}" in operation.path}
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            for path_parameters in ({}, params) if params else ({},):
-                strategy = operation.as_strategy(
-                    generation_mode=mode, path_parameters=path_parameters or None
-                )
-
-                @settings(
-                    max_examples=examples,
-                    deadline=None,
-                    database=None,
-                    derandomize=derandomize,
-                    phases=[Phase.explicit, Phase.generate],
-                    suppress_health_check=list(HealthCheck),
-                )
-                @given(strategy)
-                def call(case) -> None:  # type: ignore[no-untyped-def]
-                    response = case.call(base_url=running.url, session=session, timeout=30)
-                    sent[case.operation.method.upper(), case.operation.path, response.status_code] += 1
-                    problem = _problem(case.operation.path, response)
-                    if problem is not None:
-                        problems.append(f"{case.method} {case.formatted_path}: {problem}")
-
-                try:
-                    call()
-                except Unsatisfiable:  # nothing to make invalid (a GET without parameters)
-                    assert mode is GenerationMode.NEGATIVE, operation.path
+        for mode, strategy in _strategies(operation, kind, running):
+            try:
+                given(strategy)(call)()
+            except Unsatisfiable:  # nothing to make invalid (a GET without parameters)
+                assert mode is GenerationMode.NEGATIVE, operation.path
     return sent, problems
 
 
@@ -99,11 +119,18 @@ def _check(fuzzed, examples: int, derandomize: bool, tmp_path, monkeypatch) -> N
     per_operation: Counter = Counter()
     for (method, path, _), count in sent.items():
         per_operation[method, path] += count
-    print(f"{kind}: {sum(sent.values())} requests, {len(per_operation)} operations, statuses {sorted(sent)}")
+    statuses: Counter = Counter()
+    for (_, _, status), count in sent.items():
+        statuses[status] += count
+    print(
+        f"{kind}: {sum(sent.values())} requests, {len(per_operation)} operations, by status {dict(statuses)}"
+    )
     assert not problems, "\n".join(problems[:20])
     operations = {path for _, path in per_operation}
     assert {"/predict", "/invocations", "/v2/models/{name}/infer", "/reload", "/metrics"} <= operations
     assert min(n for (method, _), n in per_operation.items() if method == "POST") >= examples
+    for path in ("/predict", "/invocations", "/v2/models/{name}/infer"):
+        assert sent["POST", path, 200] > 0, path  # the fuzzer reached the model, not only the checks
     metrics = requests.get(running.url + "/metrics", timeout=10).text
     assert 'status="5' not in metrics  # also what the fuzzer's client never saw (a hung-up request)
 
