@@ -67,7 +67,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "no model yet, or the queue is full (see Retry-After)"),
     )
 }
-# X-Dtype values -> numpy dtypes; raw bodies are little endian, like every platform numpy ships for
+# X-Dtype values -> numpy dtypes; raw bodies are little endian (what x86 and ARM clients write natively)
 RAW_DTYPES = {
     "float32": "<f4",
     "<f4": "<f4",
