@@ -279,4 +279,4 @@ def test_gpu_image_command_serves_the_champion_of_its_sqlite_store(
     assert status == 200
     check = [arg.replace(f":{SERVE['port']}/", f":{port}/") for arg in image.healthcheck]
     assert subprocess.run(check, env=image.env, timeout=30).returncode == 0
-    assert proc.stop() in (0, -15)
+    assert proc.stop() == 0  # a clean SIGTERM drain exits 0 (serving/server.py)
