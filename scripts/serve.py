@@ -25,7 +25,18 @@ from serving.runtime import ModelLoadError, parse_registry_uri
 from serving.server import bind, make_server
 from serving.settings import Settings, load_settings
 
-SECTIONS = ("host", "port", "log_level", "model", "limits", "batching", "reload", "inference_log", "auth")
+SECTIONS = (
+    "host",
+    "port",
+    "log_level",
+    "model",
+    "limits",
+    "batching",
+    "reload",
+    "inference_log",
+    "auth",
+    "shutdown",
+)
 
 
 def settings_from(cfg: DictConfig) -> Settings:

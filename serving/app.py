@@ -9,8 +9,10 @@ stops the server with its error instead of leaving it up and never ready. Shutdo
 SIGTERM) stops polling, lets queued batches finish, then closes the inference log, which writes every row
 it accepted.
 
-API key: when one is configured (``auth.api_key_env``), every route except the probes, ``/metrics`` and the
-docs needs it, in the ``X-API-Key`` header (configurable) or as ``Authorization: Bearer <key>``.
+API key: when one is configured (``auth.api_key_env``), every route except the probes, the docs and (unless
+``auth.metrics``) ``/metrics`` needs it, in the ``X-API-Key`` header (configurable) or as ``Authorization:
+Bearer <key>`` (any case of the scheme); a 401 carries ``WWW-Authenticate``. While draining (SIGTERM, see
+:mod:`serving.server`) those routes answer 503 and every response closes its connection.
 
 Hot path: the inference POSTs (``/predict`` without a query string, ``/invocations``, v2 ``.../infer``) are
 called by :class:`Guard` directly, not through FastAPI's router. Their handlers take the raw request and
@@ -104,6 +106,7 @@ class Guard:
         key = service.settings.api_key
         self.key = None if key is None else key.get_secret_value().encode()
         self.header = service.settings.auth.header.lower().encode()
+        self.open = open_paths(service.settings)
         # metric children by label values: ``labels()`` takes a lock and builds a key on every call
         self._counters: dict[tuple[str, str], Any] = {}
         self._histograms: dict[str, Any] = {}
@@ -112,9 +115,30 @@ class Guard:
         for name, value in scope["headers"]:
             if name == self.header and hmac.compare_digest(value, self.key):
                 return True
-            if name == b"authorization" and hmac.compare_digest(value, b"Bearer " + self.key):
-                return True
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                # the scheme is case-insensitive (RFC 7235 section 2.1): "bearer" is as good as "Bearer"
+                if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key):
+                    return True
         return False
+
+    def _refusal(self, scope: Scope) -> ApiError | None:
+        """Why this request is not served (shutting down, no key), or None."""
+        if scope["path"] in self.open:
+            return None
+        if self.service.draining:
+            retry = str(self.service.settings.batching.retry_after_s)
+            return ApiError(503, "shutting down", headers={"Retry-After": retry})
+        if self.key is not None and not self._authorised(scope):
+            header = self.service.settings.auth.header
+            return ApiError(
+                401,
+                "missing or wrong API key",
+                field=header,
+                expected=f"{header}: <key> or Authorization: Bearer <key>",
+                headers={"WWW-Authenticate": 'Bearer realm="seismic"'},
+            )
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,13 +152,15 @@ class Guard:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if self.service.draining:  # uvicorn then closes the connection after this response, so no
+                    # client sends another request on a kept-alive connection that shutdown is about to close
+                    message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
             await send(message)
 
         endpoint = None
         try:
-            if self.key is not None and path not in OPEN_PATHS and not self._authorised(scope):
-                missing = ApiError(401, "missing or wrong API key", field=self.service.settings.auth.header)
-                await error_response(path, missing)(scope, receive, record)
+            if (refusal := self._refusal(scope)) is not None:
+                await error_response(path, refusal)(scope, receive, record)
             elif (hot := hot_route(scope)) is not None:
                 endpoint, handler, params = hot
                 try:
@@ -147,7 +173,8 @@ class Guard:
         finally:
             if endpoint is None:
                 route = scope.get("route")
-                endpoint = getattr(route, "path", None) or ("unauthorised" if status == 401 else "unmatched")
+                refused = {401: "unauthorised", 503: "refused"}.get(status, "unmatched")
+                endpoint = getattr(route, "path", None) or refused
             self._observe(endpoint, status, time.perf_counter() - started)
 
     def _observe(self, endpoint: str, status: int, seconds: float) -> None:
@@ -164,18 +191,24 @@ class Guard:
         histogram.observe(seconds)
 
 
-def _openapi(app: FastAPI, header: str) -> dict[str, Any]:
+def open_paths(settings: Settings) -> frozenset[str]:
+    """The paths served without the API key (and while draining): probes and docs; /metrics unless
+    ``auth.metrics``."""
+    return OPEN_PATHS - {"/metrics"} if settings.auth.metrics else OPEN_PATHS
+
+
+def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """The generated schema plus the API key scheme on every protected operation."""
     if app.openapi_schema is None:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         schema.setdefault("components", {})["securitySchemes"] = {
-            "apiKey": {"type": "apiKey", "in": "header", "name": header},
+            "apiKey": {"type": "apiKey", "in": "header", "name": settings.auth.header},
             "bearer": {"type": "http", "scheme": "bearer"},
         }
         for path, operations in schema["paths"].items():
-            if path not in OPEN_PATHS:
+            if path not in open_paths(settings):
                 for operation in operations.values():
                     operation["security"] = [{"apiKey": []}, {"bearer": []}]
         app.openapi_schema = schema
@@ -235,7 +268,7 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> FastAPI:
             request.url.path, ApiError(status, first.get("msg", "invalid request"), field=field)
         )
 
-    app.openapi = lambda: _openapi(app, settings.auth.header)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     app.add_middleware(Guard, service=service)
     return app
 

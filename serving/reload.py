@@ -117,6 +117,13 @@ async def reload(request: Request) -> dict[str, Any]:
                 422, f"got {payload!r}", field="body", expected="{'source': folder or models:/ URI}"
             )
         source = payload.get("source")
+        if source is not None and not (isinstance(source, str) and source.strip()):
+            raise ApiError(
+                422,
+                f"got {type(source).__name__} {source!r:.100}",
+                field="source",
+                expected="a folder or models:/ URI",
+            )
     try:
         return await request.app.state.reloader.reload(source)
     except ModelLoadError as err:

@@ -60,6 +60,12 @@ def parse_registry_uri(source: str) -> tuple[str, str | None, str | None] | None
     return match["name"], match["alias"], match["version"]
 
 
+def _where(tracking_uri: str | None) -> str:
+    return (
+        tracking_uri or "MLflow's default store (neither model.tracking_uri nor MLFLOW_TRACKING_URI is set)"
+    )
+
+
 def resolve_version(source: str, tracking_uri: str | None = None) -> str | None:
     """The registry version a ``models:/`` URI points at now (one registry call); ``None`` for a folder."""
     parsed = parse_registry_uri(source)
@@ -76,7 +82,7 @@ def resolve_version(source: str, tracking_uri: str | None = None) -> str | None:
             MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(name, alias).version
         )
     except Exception as err:  # MlflowException, connection errors: one message for the caller
-        raise ModelLoadError(f"{source} in {uri}: cannot resolve the alias: {err}") from err
+        raise ModelLoadError(f"{source} in {_where(uri)}: cannot resolve the alias: {err}") from err
 
 
 def _download(source: str, tracking_uri: str | None) -> tuple[Path, tempfile.TemporaryDirectory, str]:
@@ -105,7 +111,9 @@ def _download(source: str, tracking_uri: str | None) -> tuple[Path, tempfile.Tem
         )
     except Exception as err:
         tmp.cleanup()
-        raise ModelLoadError(f"{source} (version {version}) in {uri}: download failed: {err}") from err
+        raise ModelLoadError(
+            f"{source} (version {version}) in {_where(uri)}: download failed: {err}"
+        ) from err
     # the registry stores the model folder's other files as the logged model's extra_files
     for extra in (root / "extra_files").glob("*"):
         extra.replace(root / extra.name)
@@ -223,7 +231,11 @@ def load_model(
         folder, tmp, _ = _download(text, tracking_uri)
     else:
         folder = Path(text).expanduser()
-        if not folder.is_dir():
+        try:
+            found = folder.is_dir()
+        except OSError as err:  # a name too long for the file system, say: the client's mistake, not ours
+            raise ModelLoadError(f"{text[:200]!r}: not a usable path ({err.strerror})") from None
+        if not found:
             raise ModelLoadError(f"{folder}: no such model folder (expected {ONNX_FILE} + {METADATA_FILE})")
     try:
         metadata = json.loads((folder / METADATA_FILE).read_text())

@@ -12,7 +12,11 @@ event loop's CPU time.
 
 from __future__ import annotations
 
+import signal
 import socket
+import time
+from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -38,16 +42,47 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(app, log_level: str = "info", **config) -> uvicorn.Server:  # type: ignore[no-untyped-def]
-    """A uvicorn server for ``app`` with the no-delay protocol; ``server.run(sockets=[bind(...)])``."""
-    return uvicorn.Server(
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with SIGTERM as orchestrators expect it: ``on_drain`` at once (readiness goes 503, new
+    requests are refused with ``Connection: close``) and the sockets stay open for ``drain_s`` while load
+    balancers notice; then uvicorn's graceful shutdown lets in-flight and queued requests finish. The
+    signal is not raised again afterwards (uvicorn's default, which made a clean drain exit 143): exit
+    status 0. A second SIGTERM, or SIGINT, is uvicorn's own handling: shut down now."""
+
+    def __init__(self, config: uvicorn.Config, drain_s: float, on_drain: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.drain_s = drain_s
+        self.on_drain = on_drain
+        self.drain_until: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig != signal.SIGTERM or self.drain_until is not None:
+            super().handle_exit(sig, frame)
+            return
+        self.drain_until = time.monotonic() + self.drain_s
+        self.on_drain()
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_until is not None and time.monotonic() >= self.drain_until:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def make_server(app, log_level: str = "info", **config) -> DrainingServer:  # type: ignore[no-untyped-def]
+    """A uvicorn server for ``app`` (``create_app``'s) with the no-delay protocol and the drain of its
+    ``shutdown`` settings; ``server.run(sockets=[bind(...)])``."""
+    service = app.state.service
+    shutdown = service.settings.shutdown
+    return DrainingServer(
         uvicorn.Config(
             app,
             http=NoDelayProtocol,
             lifespan="on",
             log_level=log_level,
             access_log=False,
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=shutdown.graceful_s,
             **config,
-        )
+        ),
+        drain_s=shutdown.drain_s,
+        on_drain=service.drain,
     )

@@ -44,6 +44,7 @@ class Service:
             retry_after_s=b.retry_after_s,
         )
         self.model: LoadedModel | None = None
+        self.draining = False  # set once by SIGTERM (serving.server): readiness 503, new requests refused
         self.writer: InferenceLogWriter | None = None
         if model is not None:
             self.set_model(model)
@@ -81,6 +82,18 @@ class Service:
         if model is None:
             raise ApiError(503, "no model loaded yet", headers={"Retry-After": "1"})
         return model
+
+    def ready(self) -> LoadedModel:
+        """The model, for the readiness probes: 503 while draining, so load balancers stop sending."""
+        if self.draining:
+            raise ApiError(
+                503, "shutting down", headers={"Retry-After": str(self.settings.batching.retry_after_s)}
+            )
+        return self.current()
+
+    def drain(self) -> None:
+        self.draining = True
+        log.warning("draining for %.3g s before shutting down", self.settings.shutdown.drain_s)
 
     async def infer(
         self,

@@ -1,8 +1,8 @@
 """Server settings: ``configs/serve.yaml`` (composed by ``scripts/serve.py``) checked by pydantic.
 
 Every section forbids unknown keys, so a misspelt key fails at start-up with its path. The API key is read
-from the environment variable named by ``auth.api_key_env`` and never from a file; ``env: prod`` refuses to
-start without one.
+from the environment variable named by ``auth.api_key_env`` and never from a file; ``auth.required`` (set
+from the environment's ``auth_required`` by serve.yaml) refuses to start without one.
 """
 
 from __future__ import annotations
@@ -61,8 +61,22 @@ class InferenceLogSettings(_Section):
 
 
 class AuthSettings(_Section):
+    """A key in the environment is always enforced; ``required`` (the environment's ``auth_required``) also
+    refuses to start without one. ``metrics``: /metrics needs the key too (off: Prometheus scrapes freely)."""
+
+    required: bool = False
     api_key_env: str = "SEISMIC_API_KEY"
     header: str = "X-API-Key"
+    metrics: bool = False
+
+
+class ShutdownSettings(_Section):
+    """SIGTERM: readiness answers 503 at once and new requests get 503 + ``Connection: close`` for ``drain_s``
+    (time for the load balancer to see it), then in-flight and queued requests get up to ``graceful_s`` to
+    finish; exit status 0."""
+
+    drain_s: float = Field(default=5.0, ge=0.0)
+    graceful_s: float = Field(default=30.0, gt=0.0)
 
 
 class Settings(_Section):
@@ -76,6 +90,7 @@ class Settings(_Section):
     reload: ReloadSettings = ReloadSettings()
     inference_log: InferenceLogSettings = InferenceLogSettings()
     auth: AuthSettings = AuthSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
     # filled from the environment by the validator below, never from the YAML
     api_key: SecretStr | None = Field(default=None, exclude=True)
 
@@ -99,10 +114,11 @@ class Settings(_Section):
         return data
 
     @model_validator(mode="after")
-    def _prod_needs_key(self) -> Settings:
-        if self.env == "prod" and self.api_key is None:
+    def _required_key(self) -> Settings:
+        if self.auth.required and self.api_key is None:
             raise ValueError(
-                f"env is prod: set the API key in the environment variable {self.auth.api_key_env}"
+                f"auth.required (env {self.env}): set the API key in the environment variable "
+                f"{self.auth.api_key_env}"
             )
         return self
 

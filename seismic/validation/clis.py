@@ -30,6 +30,7 @@ SERVE_SECTIONS = (
     "reload",
     "inference_log",
     "auth",
+    "shutdown",
 )
 SHARED = ("paths", "env", "registry")
 # configs/monitor.yaml has no structured schema: the keys scripts/monitor.py and the schedule read
@@ -282,8 +283,9 @@ def serve(cli: str, cfg: DictConfig, data: dict, ctx: Context) -> None:
         model["tracking_uri"] = None
     values["model"] = model
     key_env = (values.get("auth") or {}).get("api_key_env", "SEISMIC_API_KEY")
-    try:  # env=prod refuses to start without the key: its value is a secret, never in a config
-        with placeholder_env({key_env} if values["env"] == "prod" else set(), ctx.note):
+    required = bool((values.get("auth") or {}).get("required"))
+    try:  # auth.required refuses to start without the key: its value is a secret, never in a config
+        with placeholder_env({key_env} if required else set(), ctx.note):
             settings = load_settings(values)
     except ValidationError as err:
         _pydantic(err, ctx)

@@ -119,6 +119,24 @@ def _windows(payload: dict[str, Any], window_shape: tuple[int, ...]) -> tuple[np
     return _column_frame(columns, rows, window_shape, "dataframe_records"), True
 
 
+def _check_parameters(content_type: str) -> None:
+    """MLflow's rule: ``charset`` other than utf-8, or any other parameter (MLflow 1's ``format=pandas-split``
+    among them), is a 415; guessing what the client meant would answer another question than MLflow does."""
+    for part in content_type.split(";")[1:]:
+        key, _, value = (p.strip() for p in part.partition("="))
+        if not key:
+            continue  # "application/json;" stays JSON here (MLflow's 415 for it helps no client)
+        if key.lower() != "charset":
+            raise ApiError(
+                415,
+                f"unsupported parameter {part.strip()!r}",
+                field="Content-Type",
+                expected="application/json, optionally with charset=utf-8 (the format goes in the body)",
+            )
+        if value.strip('"').lower() != "utf-8":
+            raise ApiError(415, f"charset {value!r}", field="Content-Type", expected="charset=utf-8")
+
+
 @router.post(
     "/invocations",
     response_model=None,
@@ -136,6 +154,7 @@ async def invocations(request: Request) -> Response:
             field="Content-Type",
             expected="application/json (CSV is not offered for tensor models)",
         )
+    _check_parameters(request.headers["content-type"])
     payload = parse_json(await read_body(request, service.settings.limits.max_body_bytes))
     if not isinstance(payload, dict):
         raise ApiError(
@@ -163,7 +182,7 @@ async def invocations(request: Request) -> Response:
 
 @router.get("/ping", summary="MLflow health check")
 async def ping(request: Request) -> dict[str, str]:
-    request.app.state.service.current()
+    request.app.state.service.ready()
     return {"status": "ok"}
 
 

@@ -7,15 +7,16 @@ training did; ``normalised=true`` (query or JSON) skips that for clients that sc
 - ``application/json`` (also when no Content-Type is sent): ``{"windows": [...], "normalised": false,
   "embeddings": false}`` or a bare list; windows ``[N, 1, T]`` / ``[N, 1, W, T]``, or without the channel
   axis.
-- ``application/octet-stream``: little-endian float32 samples, C order, shape in the ``X-Shape`` header
-  (``64,1,64``). No parsing at all: use it for large batches (a 64-patch JSON body costs more to parse than
-  the model costs to run).
+- ``application/octet-stream``: little-endian samples, C order, shape in the ``X-Shape`` header
+  (``64,1,64``), dtype in ``X-Dtype`` (``float32``, the default; ``float64``; ``float16``). No parsing at
+  all: use it for large batches (a 64-patch JSON body costs more to parse than the model costs to run).
 - ``application/x-npy`` (or ``application/npy``): a ``.npy`` file of any float dtype (``allow_pickle`` off).
 """
 
 from __future__ import annotations
 
 import io
+import math
 from typing import Annotated, Any
 
 import numpy as np
@@ -66,6 +67,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "no model yet, or the queue is full (see Retry-After)"),
     )
 }
+# X-Dtype values -> numpy dtypes; raw bodies are little endian (what x86 and ARM clients write natively)
+RAW_DTYPES = {
+    "float32": "<f4",
+    "<f4": "<f4",
+    "f4": "<f4",
+    "float64": "<f8",
+    "<f8": "<f8",
+    "f8": "<f8",
+    "float16": "<f2",
+    "<f2": "<f2",
+    "f2": "<f2",
+}
+
+
 _BODY = {
     "requestBody": {
         "required": True,
@@ -74,32 +89,66 @@ _BODY = {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
             "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
         },
-        "description": "JSON windows; or float32 bytes with an X-Shape header; or a .npy file",
-    }
+        "description": "JSON windows; or raw bytes with X-Shape (and X-Dtype) headers; or a .npy file",
+    },
+    "parameters": [
+        {
+            "name": "X-Shape",
+            "in": "header",
+            "required": False,
+            "description": "application/octet-stream: the array's shape, e.g. 64,1,64",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "X-Dtype",
+            "in": "header",
+            "required": False,
+            "description": "application/octet-stream: the samples' dtype (little endian)",
+            "schema": {"type": "string", "enum": sorted(RAW_DTYPES), "default": "float32"},
+        },
+    ],
 }
 
 
-def _raw(body: bytes, request: Request) -> np.ndarray:
-    shape_header = request.headers.get("x-shape")
-    if not shape_header:
+def _shape(request: Request) -> tuple[int, ...]:
+    header = request.headers.get("x-shape")
+    if not header:
         raise ApiError(400, "missing header", field="X-Shape", expected="the array shape, e.g. '64,1,64'")
     try:
-        shape = tuple(int(d) for d in shape_header.replace("x", ",").split(",") if d.strip())
+        shape = tuple(int(d) for d in header.replace("x", ",").split(",") if d.strip())
     except ValueError:
+        raise ApiError(400, f"got {header!r}", field="X-Shape", expected="integers like '64,1,64'") from None
+    if not shape or any(d < 0 for d in shape):
         raise ApiError(
-            400, f"got {shape_header!r}", field="X-Shape", expected="integers like '64,1,64'"
-        ) from None
-    dtype = request.headers.get("x-dtype", "float32").lower()
-    if dtype not in ("float32", "<f4"):
-        raise ApiError(422, f"got {dtype!r}", field="X-Dtype", expected="float32 (little endian)")
-    if any(d < 0 for d in shape) or len(body) != 4 * int(np.prod(shape)):
+            400, f"got {header!r}", field="X-Shape", expected="non-negative integers like '64,1,64'"
+        )
+    return shape
+
+
+def _raw(body: bytes, request: Request) -> np.ndarray:
+    """The body as an array of ``X-Shape`` and ``X-Dtype`` (default float32): a byte count that fits the
+    shape in another dtype is named, since float64 bytes of half the windows would fit as float32."""
+    shape = _shape(request)
+    declared = request.headers.get("x-dtype")
+    name = (declared or "float32").strip().lower()
+    if name not in RAW_DTYPES:
+        raise ApiError(
+            422, f"got {declared!r}", field="X-Dtype", expected="float32, float64 or float16 (little endian)"
+        )
+    dtype = np.dtype(RAW_DTYPES[name])
+    count = math.prod(shape)
+    if len(body) != dtype.itemsize * count:
+        fits = [f"float{8 * size}" for size in (2, 4, 8) if len(body) == size * count]
+        hint = f"; the size fits {fits[0]}: declare it with X-Dtype" if fits else ""
         raise ApiError(
             400,
-            f"{len(body)} bytes do not hold a float32 array of shape {list(shape)}",
+            f"{len(body)} bytes do not hold a {dtype.name} array of shape {list(shape)}{hint}",
             field="body",
-            expected=f"{4 * int(np.prod(shape))} bytes",
+            expected=f"{dtype.itemsize * count} bytes",
         )
-    return np.frombuffer(body, dtype="<f4").reshape(shape)
+    arr = np.frombuffer(body, dtype=dtype).reshape(shape)
+    with np.errstate(over="ignore"):  # beyond float32's range becomes Inf, which the model check refuses
+        return arr.astype(np.float32, copy=False)
 
 
 def _npy(body: bytes) -> np.ndarray:
@@ -196,7 +245,7 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", summary="Readiness: a model is loaded", responses={503: {"model": ErrorResponse}})
 async def ready(request: Request) -> dict[str, Any]:
-    model = request.app.state.service.current()
+    model = request.app.state.service.ready()
     return {"status": "ready", "model": model.name, "version": model.version}
 
 

@@ -101,7 +101,7 @@ async def live() -> dict[str, bool]:
 
 @router.get("/health/ready", summary="Server readiness", responses={503: {"model": V2Error}})
 async def ready(request: Request) -> dict[str, bool]:
-    request.app.state.service.current()
+    request.app.state.service.ready()
     return {"ready": True}
 
 
@@ -149,11 +149,13 @@ async def model_version_metadata(request: Request, name: str, version: str) -> M
 
 @router.get("/models/{name}/ready", responses=_ERRORS, summary="Model readiness")
 async def model_ready(request: Request, name: str) -> dict[str, Any]:
+    request.app.state.service.ready()
     return {"name": _model(request, name, None).name, "ready": True}
 
 
 @router.get("/models/{name}/versions/{version}/ready", responses=_ERRORS, summary="Model readiness")
 async def model_version_ready(request: Request, name: str, version: str) -> dict[str, Any]:
+    request.app.state.service.ready()
     return {"name": _model(request, name, version).name, "ready": True}
 
 
@@ -167,7 +169,7 @@ def _decode(body: bytes, request: Request, limit: int) -> bytes:
     try:
         out = inflater.decompress(body, limit + 1)
     except zlib.error as err:
-        raise ApiError(400, f"body is not valid {encoding}: {err}") from None
+        raise ApiError(400, f"not valid {encoding} (as Content-Encoding says): {err}", field="body") from None
     if len(out) > limit:
         raise ApiError(413, f"decompressed body exceeds {limit} bytes")
     return out
@@ -186,7 +188,7 @@ def _parse(body: bytes, request: Request) -> tuple[dict[str, Any], bytes]:
     else:
         head, binary = body, b""
     try:
-        payload = loads(head)
+        payload = loads(head, "inference header")
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ApiError(400, f"malformed JSON in the inference header: {err}") from None
     if not isinstance(payload, dict):

@@ -231,7 +231,7 @@ def test_slim_image_serves_the_registry_champion_without_torch(
     assert subprocess.run(check, env=env, timeout=30).returncode == 0
     status, text = http(url + "/metrics")
     assert status == 200 and serving_metric_names <= metric_names(text)
-    assert proc.stop() in (0, -15)  # uvicorn re-raises the SIGTERM it handled
+    assert proc.stop() == 0  # a clean SIGTERM drain exits 0 (serving/server.py)
     down = subprocess.run(check, env=env, capture_output=True, timeout=30)
     assert down.returncode != 0, "the healthcheck passes with the server stopped"
     log_dir = Path(slim_image.env["SEISMIC_ROOT"]) / "data" / "inference_log"
@@ -279,4 +279,4 @@ def test_gpu_image_command_serves_the_champion_of_its_sqlite_store(
     assert status == 200
     check = [arg.replace(f":{SERVE['port']}/", f":{port}/") for arg in image.healthcheck]
     assert subprocess.run(check, env=image.env, timeout=30).returncode == 0
-    assert proc.stop() in (0, -15)
+    assert proc.stop() == 0  # a clean SIGTERM drain exits 0 (serving/server.py)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -18,6 +20,8 @@ from serving.app import create_app
 from serving.runtime import load_model
 from serving.server import bind, make_server
 from serving.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Running:
@@ -60,6 +64,35 @@ def start(source: Path | str, log_dir: Path, loaded_with=None, **overrides) -> R
     """A server on ``source``, loaded here first (``loaded_with``: extra load_model arguments)."""
     settings = settings_for(source, log_dir, **overrides)
     return Running(create_app(settings, load_model(source, ["CPUExecutionProvider"], **(loaded_with or {}))))
+
+
+def serve_script(tmp_path: Path, *overrides: str) -> tuple[subprocess.Popen, str]:
+    """scripts/serve.py in its own process on a free port (``port=0``: no race for one) and its URL, read
+    from its "listening on" line; the caller stops it. ``overrides``: Hydra overrides."""
+    env = {**os.environ, "SEISMIC_ROOT": str(tmp_path)}
+    env.pop("SEISMIC_API_KEY", None)
+    command = [
+        sys.executable,
+        str(ROOT / "scripts/serve.py"),
+        "port=0",
+        f"hydra.run.dir={tmp_path}",
+        *overrides,
+    ]
+    process = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "listening on " in line:
+            return process, line.split("listening on ", 1)[1].strip()
+    process.kill()
+    process.wait(10)
+    raise RuntimeError("serve.py did not start:\n" + "".join(lines))
 
 
 @pytest.fixture(scope="session")

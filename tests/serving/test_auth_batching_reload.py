@@ -23,26 +23,54 @@ def test_api_key_guards_everything_but_probes(model_dirs, tmp_path, monkeypatch)
     running = start(model_dirs["cnn1d"], tmp_path)
     try:
         body = {"windows": amplitudes(1, (1, 64)).tolist()}
-        assert requests.post(running.url + "/predict", json=body, timeout=10).status_code == 401
+        refused = requests.post(running.url + "/predict", json=body, timeout=10)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == 'Bearer realm="seismic"'
         assert requests.get(running.url + "/v2/models/cnn1d", timeout=10).json() == {
-            "error": "X-API-Key: missing or wrong API key"
+            "error": "X-API-Key: missing or wrong API key "
+            "(expected X-API-Key: <key> or Authorization: Bearer <key>)"
         }
-        wrong = requests.post(running.url + "/predict", json=body, headers={"X-API-Key": "nope"}, timeout=10)
-        assert wrong.status_code == 401
-        for headers in ({"X-API-Key": "s3cret"}, {"Authorization": "Bearer s3cret"}):
-            assert requests.post(running.url + "/predict", json=body, headers=headers, timeout=10).ok
+        for headers in ({"X-API-Key": "nope"}, {"Authorization": "Bearer nope"}, {"Authorization": "s3cret"}):
+            wrong = requests.post(running.url + "/predict", json=body, headers=headers, timeout=10)
+            assert wrong.status_code == 401 and "WWW-Authenticate" in wrong.headers, headers
+        # the scheme is case-insensitive (RFC 7235), and may be followed by more than one space
+        for headers in (
+            {"X-API-Key": "s3cret"},
+            {"Authorization": "Bearer s3cret"},
+            {"Authorization": "bearer s3cret"},
+            {"Authorization": "BEARER  s3cret"},
+        ):
+            assert requests.post(running.url + "/predict", json=body, headers=headers, timeout=10).ok, headers
         for path in ("/health", "/ready", "/ping", "/v2/health/ready", "/metrics"):
             assert requests.get(running.url + path, timeout=10).ok, path
         schema = requests.get(running.url + "/openapi.json", timeout=10).json()
         assert "apiKey" in schema["components"]["securitySchemes"]
+        assert "security" not in schema["paths"]["/metrics"]["get"]
     finally:
         running.stop()
 
 
-def test_prod_refuses_to_start_without_a_key(model_dirs, tmp_path, monkeypatch):
+def test_metrics_need_the_key_when_configured(model_dirs, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEISMIC_API_KEY", "s3cret")
+    running = start(model_dirs["cnn1d"], tmp_path, auth={"metrics": True})
+    try:
+        assert requests.get(running.url + "/metrics", timeout=10).status_code == 401
+        scraped = requests.get(
+            running.url + "/metrics", headers={"Authorization": "bearer s3cret"}, timeout=10
+        )
+        assert scraped.ok and "seismic_http_requests_total" in scraped.text
+        assert requests.get(running.url + "/ready", timeout=10).ok
+        schema = requests.get(running.url + "/openapi.json", timeout=10).json()
+        assert schema["paths"]["/metrics"]["get"]["security"] == [{"apiKey": []}, {"bearer": []}]
+    finally:
+        running.stop()
+
+
+def test_auth_required_not_env_decides_whether_a_key_is_needed(model_dirs, tmp_path, monkeypatch):
     monkeypatch.delenv("SEISMIC_API_KEY", raising=False)
     with pytest.raises(ValidationError, match="SEISMIC_API_KEY"):
-        settings_for(model_dirs["cnn1d"], tmp_path, env="prod")
+        settings_for(model_dirs["cnn1d"], tmp_path, env="staging", auth={"required": True})
+    # an environment named prod that does not require auth starts (its config decides, not its name)
+    assert settings_for(model_dirs["cnn1d"], tmp_path, env="prod").api_key is None
     with pytest.raises(ValidationError, match="environment only"):
         settings_for(model_dirs["cnn1d"], tmp_path, api_key="in-a-file")
     with pytest.raises(ValidationError, match="max_queue_dely_us"):
@@ -152,3 +180,12 @@ def test_reload_of_a_broken_source_keeps_the_old_model(server):
     response = requests.post(server.url + "/reload", json={"source": "/nonexistent/model"}, timeout=10)
     assert response.status_code == 422 and "no such model folder" in response.json()["detail"]
     assert requests.get(server.url + "/ready", timeout=10).ok
+
+
+def test_failed_registry_reload_says_where_it_looked(server, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)  # MLflow's default store is a database in the working directory
+    response = requests.post(server.url + "/reload", json={"source": "models:/nope@champion"}, timeout=60)
+    detail = response.json()["detail"]
+    assert response.status_code == 422 and "in None" not in detail, detail
+    assert "MLFLOW_TRACKING_URI is set" in detail and "cannot resolve the alias" in detail
