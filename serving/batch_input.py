@@ -110,9 +110,8 @@ class PreparedVolume:
     def __init__(self, source: SegyFile | Section, model: Normalisation, plan: InputPlan) -> None:
         self.source, self.model, self.plan = source, model, plan
         n_il, n_xl, n_t = source.shape  # type: ignore[misc]
-        ratio = Fraction(plan.dt_ms / plan.model_dt_ms).limit_denominator(1000)
-        self.ratio = ratio if plan.resampled else None
-        n_model = int(np.ceil(n_t * self.ratio)) if self.ratio else n_t
+        self.ratio = _resampling(plan.dt_ms, plan.model_dt_ms) if plan.resampled else None
+        n_model = model_samples(n_t, plan.dt_ms, plan.model_dt_ms)
         self.shape = (n_il, n_xl, n_model)
         # input sample j lies at time j * dt: the nearest model sample
         self._nearest = np.minimum(np.rint(np.arange(n_t) * plan.dt_ms / plan.model_dt_ms), n_model - 1)
@@ -138,6 +137,15 @@ class PreparedVolume:
         return values if self.ratio is None else values[..., self._nearest.astype(np.int64)]
 
 
+def _resampling(dt_ms: float, model_dt_ms: float) -> Fraction:
+    return Fraction(dt_ms / model_dt_ms).limit_denominator(1000)
+
+
+def model_samples(n_t: int, dt_ms: float, model_dt_ms: float) -> int:
+    """Samples of an ``n_t``-sample trace resampled to the model's interval (scipy's resample_poly length)."""
+    return int(np.ceil(n_t * _resampling(dt_ms, model_dt_ms)))
+
+
 def measure_scale(segy: SegyFile, norm: Normalisation) -> tuple[float, float, float]:
     """``(scale_ratio, mean, std)`` of up to :data:`SAMPLE_TRACES` traces spread over the file."""
     idx = np.unique(np.linspace(0, segy.n_traces - 1, min(segy.n_traces, SAMPLE_TRACES)).astype(np.int64))
@@ -158,8 +166,6 @@ def _section_or_refuse(segy: SegyFile, spec: WindowSpec) -> Section:
             f"{where} and offsets vary ({h['offset'].min()} to {h['offset'].max()}): pre-stack gathers, "
             "batch scoring needs post-stack data"
         )
-    if h["cdp"].any() and len(np.unique(h["cdp"])) < segy.n_traces:
-        raise BatchInputError(f"{where} and CDP numbers (bytes 21) repeat: CDP gathers, not a stacked line")
     for a, b in COMMON_GEOMETRY_BYTES:
         pairs = segy.trace_headers(fields=(a, b))
         n_a, n_b = len(np.unique(pairs[str(a)])), len(np.unique(pairs[str(b)]))
@@ -168,6 +174,8 @@ def _section_or_refuse(segy: SegyFile, spec: WindowSpec) -> Section:
                 f"{where}, but bytes {a}/{b} hold a {n_a} x {n_b} grid: a 3D cube, pass segy.iline={a} "
                 f"segy.xline={b}" + (f" ({segy.geometry_error})" if (a, b) == (189, 193) else "")
             )
+    if h["cdp"].any() and len(np.unique(h["cdp"])) < segy.n_traces:
+        raise BatchInputError(f"{where} and CDP numbers (bytes 21) repeat: CDP gathers, not a stacked line")
     lines = np.unique(h["iline"])
     along_crosslines = spec.axis == "crossline" and spec.width > 1
     return Section(segy, along_crosslines, int(lines[0]) if len(lines) == 1 else 0)
@@ -187,11 +195,15 @@ def _check_size(path: Path, shape: tuple[int, ...], spec: WindowSpec, dt_ms: flo
         )
 
 
+def _times(ratio: float) -> str:
+    return f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.3g}"
+
+
 def _refuse_scale(path: Path, ratio: float, norm: Normalisation, options: InputOptions) -> None:
     limit = options.max_scale_ratio
     if options.normalisation == "model" and not 1 / limit <= ratio <= limit:
         raise BatchInputError(
-            f"{path}: amplitudes are {ratio:.3g}x the model's normalisation (RMS about its mean "
+            f"{path}: amplitudes are {_times(ratio)}x the model's normalisation (RMS about its mean "
             f"{norm.mean:.4g}, in its std {norm.std:.4g}; allowed 1/{limit:g} to {limit:g}x): pass "
             "normalisation=per_volume to rescale the volume to the model's scale (or per_trace, trace by "
             "trace), or a larger max_scale_ratio to score the amplitudes as they are"
@@ -229,18 +241,19 @@ def open_input(
             )
         if resampled:
             notes.append(f"traces resampled from {segy.dt_ms:g} ms to the model's {model_dt:g} ms")
+        n_il, n_xl, n_t = source.shape  # type: ignore[misc]
+        _check_size(segy.path, (n_il, n_xl, model_samples(n_t, segy.dt_ms, model_dt)), spec, model_dt)
         ratio, mean, std = measure_scale(segy, norm)
         if std == 0 and options.normalisation == "per_volume":
             raise BatchInputError(f"{segy.path}: every sampled amplitude is {mean:g}: nothing to rescale")
         _refuse_scale(segy.path, ratio, norm, options)
         if options.normalisation != "model":
-            notes.append(f"amplitudes ({ratio:.3g}x the model's scale) rescaled {options.normalisation}")
+            notes.append(f"amplitudes ({_times(ratio)}x the model's scale) rescaled {options.normalisation}")
         plan = InputPlan(
             "2d-section" if isinstance(source, Section) else "3d-cube", options.normalisation, ratio, mean,
             std, segy.dt_ms, model_dt, resampled, tuple(notes),
         )  # fmt: skip
         volume = PreparedVolume(source, norm, plan)
-        _check_size(segy.path, volume.shape, spec, model_dt)
         for note in notes:
             log.warning("%s: %s", segy.path, note)
         yield source, volume
