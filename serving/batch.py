@@ -258,9 +258,8 @@ def check_options(model: LoadedModel, class_format: str, batch_size: int) -> Non
 
 @contextlib.contextmanager
 def open_cube(model: LoadedModel, input_path: str | Path, *, iline: int, xline: int) -> Iterator[SegyFile]:
-    """The input opened (plain reads, no memory map) and checked before any output exists, as by
-    :func:`serving.batch_input.open_input` with the default options (amplitudes on the model's scale, its
-    sample interval), for engines that read the file themselves: it must be a 3D post-stack cube."""
+    """The input checked as by :func:`serving.batch_input.open_input` with the default options, for engines
+    whose workers read the file themselves (amplitudes as they are): it must be a 3D post-stack cube."""
     spec = window_spec(model)
     with open_input(model, spec, input_path, iline=iline, xline=xline, options=DEFAULT_INPUT) as (segy, vol):
         if not isinstance(segy, SegyFile):
