@@ -81,6 +81,7 @@ def build_report(
                 family: sum(e["rows"].get(family, 0) for e in entries)
                 for family in sorted({f for e in entries for f in e["rows"]})
             },
+            **_reference_caveat(baseline or {}),
         },
         "config": config.to_dict(),
         "baseline": dict(baseline or {}),
@@ -89,6 +90,18 @@ def build_report(
     }
     validate_report(report)
     return report
+
+
+def _reference_caveat(baseline: Mapping[str, Any]) -> dict[str, str]:
+    """What the verdict cannot vouch for: a one-survey reference never saw how surveys differ."""
+    widening = baseline.get("single_survey_widening")
+    if not widening:
+        return {}
+    return {
+        "caveat": f"the reference profile holds one survey, so its thresholds never saw how surveys differ: "
+        f"raw-feature thresholds widened {widening:g}x (drift.calibration.single_survey_widening); a model "
+        "trained on several surveys (data.survey.seed=[0,1,2,3]) calibrates on real between-survey variation"
+    }
 
 
 def _fail(path: str, why: str) -> None:
