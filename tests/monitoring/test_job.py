@@ -158,7 +158,8 @@ def test_row_windows_flag_the_shifted_ones_only(setup, tmp_path):
     assert [p["drifted"] for p in previous[1:]] == [False, False, True, False]  # the change, then steady
     json_path, html_path = write_reports(report, tmp_path)
     assert json.loads(json_path.read_text())["summary"]["drifted_windows"] == ["rows-3", "rows-4"]
-    assert "Embedding projection" in html_path.read_text()
+    page = html_path.read_text()
+    assert "Embedding projection" in page and "Caveat:</b> the reference profile holds one survey" in page
 
     metrics = generate_latest(drift_registry(report)).decode()
     assert "seismic_drift_detected 1.0" in metrics and 'seismic_drift_windows{verdict="drift"} 2.0' in metrics
