@@ -69,6 +69,7 @@ class Baseline:
     thresholds: dict[str, Any] = field(default_factory=dict)  # test -> [F] (raw) or float
     null: dict[str, Any] = field(default_factory=dict)  # the chunk values behind the thresholds
     n_surveys: int | None = None  # surveys in the reference, when known
+    single_survey_widening: float | None = None  # the raw thresholds' factor for a one-survey reference
 
     def summary(self) -> dict[str, Any]:
         """JSON-able description for the report (sizes and thresholds in force)."""
@@ -85,13 +86,6 @@ class Baseline:
             "n_surveys": self.n_surveys,
             "single_survey_widening": self.single_survey_widening,
         }
-
-    @property
-    def single_survey_widening(self) -> float | None:
-        """The factor the raw thresholds were widened by (a calibrated one-survey reference), else None."""
-        c = self.config.calibration
-        one = self.n_surveys == 1 and c.enabled and self.features is not None and c.single_survey_widening > 1
-        return c.single_survey_widening if one else None
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -199,9 +193,11 @@ def fit_baseline(
         b.emb_mean, b.emb_std = capped.mean(axis=0, dtype=np.float64), capped.std(axis=0, dtype=np.float64)
         b.pca = pca_basis(capped)
     _set_thresholds(b, features, predictions, groups, n_rows)
-    if b.single_survey_widening:
+    widening = config.calibration.single_survey_widening
+    if n_surveys == 1 and config.calibration.enabled and features is not None and widening > 1:
+        b.single_survey_widening = widening
         for t in RAW_TESTS:
-            b.thresholds[t] = b.thresholds[t] * b.single_survey_widening
+            b.thresholds[t] = b.thresholds[t] * widening
     if features is not None and config.polarity.enabled:
         b.polarity = fit_polarity(
             b.feature_names,
