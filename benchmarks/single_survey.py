@@ -20,9 +20,9 @@ import numpy as np
 from seismic.data.synthetic import SyntheticSurveyConfig, generate_survey
 from seismic.data.windows import SplitSpec, WindowSpec, extract_windows, sample_centres
 from seismic.features import FEATURE_NAMES, window_features
-from seismic.monitoring.config import DriftConfig
-from seismic.monitoring.detector import compare, fit_baseline
-from seismic.monitoring.job import _calibration_groups
+from seismic.monitoring.drift.config import DriftConfig
+from seismic.monitoring.drift.detector import compare, fit_baseline
+from seismic.monitoring.job.run import _calibration_groups
 
 GEOLOGY = {"n_inlines": 128, "n_crosslines": 96, "n_samples": 640, "dt_ms": 4.0}  # data/synthetic.yaml
 SPEC = WindowSpec(length=64)

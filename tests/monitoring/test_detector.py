@@ -162,7 +162,7 @@ def test_one_class_share_change_beyond_the_natural_variation_is_caught_per_class
 
 def test_a_one_survey_reference_widens_the_raw_thresholds_and_the_report_says_so():
     """Chunks of one survey see only its lateral variation, not how surveys differ (single_survey.py)."""
-    from seismic.monitoring.report import build_report
+    from seismic.monitoring.reports.json_report import build_report
 
     feats, _, groups = _regions(np.random.default_rng(5), 20, 100, 0.3)
     fits = {n: fit_baseline(_config(), features=feats, groups=groups, n_surveys=n) for n in (None, 1, 4)}
