@@ -120,14 +120,20 @@ class PreparedVolume:
         data = self.source.read_inlines(rows.start, rows.stop)
         if self.plan.normalisation == "model" and self.ratio is None:
             return data
-        data = data.astype(np.float64)
-        mean, std = np.float64(self.model.mean), np.float64(self.model.std)
+        # float32 in place: a float64 copy would double the chunk's share of max_memory_mb
+        mean, std = np.float32(self.model.mean), np.float32(self.model.std)
         if self.plan.normalisation == "per_volume":
-            data = (data - self.plan.volume_mean) / self.plan.volume_std * std + mean
+            data -= np.float32(self.plan.volume_mean)
+            data *= np.float32(self.model.std / self.plan.volume_std)
+            data += mean
         elif self.plan.normalisation == "per_trace":
-            t_mean, t_std = data.mean(axis=-1, keepdims=True), data.std(axis=-1, keepdims=True)
+            t_mean = data.mean(axis=-1, dtype=np.float64, keepdims=True)
+            t_std = data.std(axis=-1, dtype=np.float64, keepdims=True)
             # a dead (constant) trace becomes the model's mean rather than a division by zero
-            data = np.divide(data - t_mean, t_std, out=np.zeros_like(data), where=t_std > 0) * std + mean
+            scale = np.divide(std, t_std, out=np.zeros_like(t_std), where=t_std > 0).astype(np.float32)
+            data -= t_mean.astype(np.float32)
+            data *= scale
+            data += mean
         if self.ratio:
             data = scipy.signal.resample_poly(data, self.ratio.numerator, self.ratio.denominator, axis=-1)
         return np.asarray(data[..., : self.shape[2]], dtype=np.float32)
