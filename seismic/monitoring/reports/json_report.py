@@ -4,7 +4,8 @@ Schema ``seismic.drift-report`` version 3 (bump :data:`SCHEMA_VERSION` on any in
 
     {"schema": "seismic.drift-report", "schema_version": 3, "created": ISO-8601 UTC,
      "summary": {"verdict": "drift" | "ok" | "insufficient_data", "n_windows", "n_drifted", "n_insufficient",
-                 "drifted_windows": [window ids], "rows_tested": {family: rows over all windows}},
+                 "drifted_windows": [window ids], "rows_tested": {family: rows over all windows},
+                 optional "caveat": what the verdict cannot vouch for (a one-survey reference)},
      "config": DriftConfig.to_dict(), "baseline": Baseline.summary(), "meta": {free-form, JSON-able},
      "windows": [ per window (WindowDrift.to_dict()):
         {"window": {...}, "status": "ok" | "insufficient_data", "drifted": bool, "n_current": int,
