@@ -60,6 +60,7 @@ def main(cfg: DictConfig) -> None:
     from seismic.io.atomic import remove_partials
     from seismic.io.errors import SeismicIOError
     from serving.batch import BatchScoringError, score_segy
+    from serving.batch_input import InputOptions
     from serving.inference_log import InferenceLogWriter, install_sigterm_flush
     from serving.predict_settings import load_predict_settings
     from serving.runtime import ModelLoadError, load_model
@@ -123,6 +124,7 @@ def main(cfg: DictConfig) -> None:
                     xline=s.segy.xline,
                     log_writer=writer,
                     progress=s.progress,
+                    options=InputOptions(s.normalisation, s.max_scale_ratio, s.resample),
                 )
     except (SeismicIOError, BatchScoringError, ModelLoadError, ValueError, ImportError) as err:
         print(f"predict failed: {err}", file=sys.stderr)

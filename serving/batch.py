@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,9 @@ import pyarrow.parquet as pq
 
 from seismic.data.windows import WindowSpec, extract_windows, valid_centre_ranges, window_trace_indices
 from seismic.io.atomic import atomic_file
-from seismic.io.segy import SegyFile, open_segy
+from seismic.io.segy import SegyFile
 from seismic.io.segy_like import SegyLikeWriter
+from serving.batch_input import DEFAULT_INPUT, InputOptions, open_input
 from serving.inference_log import InferenceLogWriter
 from serving.runtime import LoadedModel
 
@@ -69,6 +70,7 @@ class BatchResult:
     windows_per_s: float
     chunk_inlines: int
     class_counts: dict[str, int]
+    input_plan: dict[str, Any] = field(default_factory=dict)  # layout, scale, rescaling: InputPlan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -256,23 +258,13 @@ def check_options(model: LoadedModel, class_format: str, batch_size: int) -> Non
 
 @contextlib.contextmanager
 def open_cube(model: LoadedModel, input_path: str | Path, *, iline: int, xline: int) -> Iterator[SegyFile]:
-    """The input opened (plain reads, no memory map) and checked before any output exists: a post-stack
-    cube large enough for the model's windows; a sample interval other than the model's is a warning."""
+    """The input checked as by :func:`serving.batch_input.open_input` with the default options, for engines
+    whose workers read the file themselves (amplitudes as they are): it must be a 3D post-stack cube."""
     spec = window_spec(model)
-    with open_segy(input_path, iline=iline, xline=xline, mmap=False) as segy:
-        if segy.kind != "cube":
-            raise BatchScoringError(
-                f"{segy.path}: a {segy.kind} file cannot be scored, it needs a post-stack inline/crossline "
-                f"cube" + (f" ({segy.geometry_error})" if segy.geometry_error else "")
-            )
+    with open_input(model, spec, input_path, iline=iline, xline=xline, options=DEFAULT_INPUT) as (segy, vol):
+        if not isinstance(segy, SegyFile):
+            raise BatchScoringError(f"{input_path}: {vol.plan.notes[0]}; this engine scores 3D cubes only")
         valid_centre_ranges(segy.shape, spec)  # type: ignore[arg-type]  (too small for a 'valid' window)
-        if model.dt_ms and abs(model.dt_ms - segy.dt_ms) > 1e-6:
-            log.warning(
-                "%s: sample interval %g ms, the model was trained on %g ms: its windows span another time",
-                segy.path,
-                segy.dt_ms,
-                model.dt_ms,
-            )
         yield segy
 
 
@@ -287,6 +279,7 @@ def write_scores(
     class_format: str,
     chunk_inlines: int,
     started: float,
+    input_plan: dict[str, Any] | None = None,
 ) -> BatchResult:
     """Write scored chunks ``(start_inline, classes, max_probability)``, in any order, as the class volume
     (and the max-probability volume and summary): all outputs appear together at the end, or none if
@@ -328,6 +321,7 @@ def write_scores(
             windows_per_s=round(windows / seconds, 1),
             chunk_inlines=chunk_inlines,
             class_counts={name: int(counts[:, c].sum()) for c, name in enumerate(model.class_names)},
+            input_plan=input_plan or {},
         )
         if summary_tmp is not None:
             per_inline = np.maximum(counts.sum(axis=1), 1)
@@ -360,21 +354,25 @@ def score_segy(
     xline: int = 193,
     log_writer: InferenceLogWriter | None = None,
     progress: bool = True,
+    options: InputOptions = DEFAULT_INPUT,
 ) -> BatchResult:
     """Score every sample of the cube at ``input_path``; write the class volume (and the others) atomically.
 
     ``chunk_inlines`` (default: from ``max_memory_mb``, see :func:`chunk_inlines_for`) inlines are read and
     scored at a time, ``batch_size`` windows per onnxruntime call. ``class_format``: ``int16`` or ``int8``
     (SEG-Y format codes 3 and 8). The input is opened and checked (headers, size, grid, window fit) before any
-    output file is created; a :class:`~seismic.io.errors.SeismicIOError` or :class:`BatchScoringError` says
-    why it cannot be scored.
+    output file is created; a :class:`~seismic.io.errors.SeismicIOError`, :class:`BatchScoringError` or
+    :class:`~serving.batch_input.BatchInputError` says why it cannot be scored. ``options``: amplitude
+    normalisation and resampling (:mod:`serving.batch_input`); a 2D line is scored as one section.
     """
     check_options(model, class_format, batch_size)
     started = time.perf_counter()
     job = uuid.uuid4().hex[:12]
-    with open_cube(model, input_path, iline=iline, xline=xline) as segy:
-        k = chunk_inlines or chunk_inlines_for(segy.shape, window_spec(model), max_memory_mb)  # type: ignore[arg-type]
-        bar = Progress(int(np.prod(segy.shape)), progress)
+    spec = window_spec(model)
+    with open_input(model, spec, input_path, iline=iline, xline=xline, options=options) as (segy, volume):
+        valid_centre_ranges(volume.shape, spec)  # too small for a 'valid' window
+        k = chunk_inlines or chunk_inlines_for(volume.shape, spec, max_memory_mb)
+        bar = Progress(int(np.prod(volume.shape)), progress)
 
         def on_batch(windows: np.ndarray, out: dict[str, np.ndarray], start: int, seconds: float) -> None:
             bar.update(len(windows))
@@ -384,17 +382,19 @@ def score_segy(
                     out["embedding"], seconds,
                 )  # fmt: skip
 
+        scored = iter_scores(model, volume, chunk_inlines=k, batch_size=batch_size, on_batch=on_batch)
         try:
             return write_scores(
                 model,
-                segy,
-                iter_scores(model, segy, chunk_inlines=k, batch_size=batch_size, on_batch=on_batch),
+                segy,  # type: ignore[arg-type]  (a Section has what the writers use of a cube)
+                ((s, volume.restore(c), volume.restore(p)) for s, c, p in scored),
                 class_path,
                 probability_path=probability_path,
                 summary_path=summary_path,
                 class_format=class_format,
                 chunk_inlines=k,
                 started=started,
+                input_plan=volume.plan.to_dict(),
             )
         finally:
             bar.close()

@@ -77,6 +77,9 @@ class PredictSettings(_Section):
     progress: bool = True
     engine: Literal["local", "ray"] = "local"
     ray: RaySettings = RaySettings()
+    normalisation: Literal["model", "per_volume", "per_trace"] = "model"
+    max_scale_ratio: float = Field(default=4.0, gt=1.0)
+    resample: bool = False
 
     @model_validator(mode="after")
     def _engine_fits(self) -> PredictSettings:
@@ -84,6 +87,11 @@ class PredictSettings(_Section):
             raise ValueError(
                 "log.enabled=true needs engine=local: the inference log is written by one process, the "
                 "Ray engine scores in many"
+            )
+        if self.engine == "ray" and (self.normalisation != "model" or self.resample):
+            raise ValueError(
+                f"normalisation={self.normalisation} and resample={str(self.resample).lower()} need "
+                "engine=local: Ray actors score the amplitudes as the file holds them"
             )
         if (
             self.engine == "ray"

@@ -158,3 +158,23 @@ def test_one_class_share_change_beyond_the_natural_variation_is_caught_per_class
     assert result.to_dict()["tests"]["share"]["threshold"] == pytest.approx(
         b.thresholds["predictions_share"][0]
     )
+
+
+def test_a_one_survey_reference_widens_the_raw_thresholds_and_the_report_says_so():
+    """Chunks of one survey see only its lateral variation, not how surveys differ (single_survey.py)."""
+    from seismic.monitoring.reports.json_report import build_report
+
+    feats, _, groups = _regions(np.random.default_rng(5), 20, 100, 0.3)
+    fits = {n: fit_baseline(_config(), features=feats, groups=groups, n_surveys=n) for n in (None, 1, 4)}
+    for t in ("psi", "ks", "wasserstein", "js"):
+        np.testing.assert_allclose(fits[1].thresholds[t], 4.0 * fits[None].thresholds[t])
+        np.testing.assert_array_equal(fits[4].thresholds[t], fits[None].thresholds[t])
+    reports = {n: build_report([], config=b.config, baseline=b.summary()) for n, b in fits.items()}
+    assert "widened 4x" in reports[1]["summary"]["caveat"] and reports[1]["baseline"]["n_surveys"] == 1
+    assert "caveat" not in reports[4]["summary"] and "caveat" not in reports[None]["summary"]
+    off = fit_baseline(
+        _config(calibration={"single_survey_widening": 1.0}), features=feats, groups=groups, n_surveys=1
+    )
+    assert off.summary()["single_survey_widening"] is None
+    with pytest.raises(ValueError, match=r"calibration\.single_survey_widening"):
+        _config(calibration={"single_survey_widening": 0.5})

@@ -142,6 +142,9 @@ def test_row_windows_flag_the_shifted_ones_only(setup, tmp_path):
     ref = load_reference(model_dir, DriftConfig.from_mapping(FAST))
     assert ref.info["calibration_groups"] == "survey x inline blocks" and ref.info["n_surveys"] == 1
     report = run_monitoring(_settings(log_dir, WINDOW_ROWS), ref)
+    # one survey: raw thresholds widened, and the verdict says what it cannot vouch for (gain x3 still drifts)
+    assert report["baseline"]["single_survey_widening"] == 4.0
+    assert report["summary"]["caveat"].startswith("the reference profile holds one survey")
     windows = report["windows"]
     assert [w["drifted"] for w in windows] == [False, False, False, True, True]
     assert report["summary"]["verdict"] == "drift" and report["summary"]["n_drifted"] == 2
@@ -155,7 +158,8 @@ def test_row_windows_flag_the_shifted_ones_only(setup, tmp_path):
     assert [p["drifted"] for p in previous[1:]] == [False, False, True, False]  # the change, then steady
     json_path, html_path = write_reports(report, tmp_path)
     assert json.loads(json_path.read_text())["summary"]["drifted_windows"] == ["rows-3", "rows-4"]
-    assert "Embedding projection" in html_path.read_text()
+    page = html_path.read_text()
+    assert "Embedding projection" in page and "Caveat:</b> the reference profile holds one survey" in page
 
     metrics = generate_latest(drift_registry(report)).decode()
     assert "seismic_drift_detected 1.0" in metrics and 'seismic_drift_windows{verdict="drift"} 2.0' in metrics
@@ -229,7 +233,7 @@ def test_cli_writes_both_reports_and_fails_cleanly_on_an_empty_log(setup, tmp_pa
         *fast,
     )
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["verdict"] == "drift"
+    assert json.loads(ok.stdout)["verdict"] == "drift" and "widened 4x" in json.loads(ok.stdout)["caveat"]
     assert (tmp_path / "drift_report.json").is_file() and (tmp_path / "drift_report.html").is_file()
 
     (tmp_path / "empty").mkdir()

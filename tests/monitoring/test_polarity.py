@@ -71,6 +71,18 @@ def test_data_without_sign_asymmetry_are_not_called_reversed(baseline):
     assert abs(check.score) < 0.2 and not check.drifted
 
 
+@pytest.mark.parametrize("scale", [2000.0, 1e-3])
+def test_a_wildly_scaled_survey_keeps_the_score_in_range(baseline, scale):
+    """The window means are in amplitude units: a real cube at 2,000x the training scale scored 126.7."""
+    f, c, _ = table(np.random.default_rng(11), 2000, [1.0, -1.0, 0.0])
+    means = [FEATURE_NAMES.index(n) for n in ("mean", "core_mean")]
+    f[:, means] *= scale
+    same = compare(baseline, features=f, predictions=c).polarity
+    flipped = compare(baseline, features=reversed_(f), predictions=c).polarity
+    assert 0.7 < same.score < 1.3 and not same.drifted
+    assert -1.3 < flipped.score < -0.7 and flipped.drifted
+
+
 def test_a_reference_without_sign_asymmetry_is_uninformative_and_never_drifts():
     rng = np.random.default_rng(5)
     f, c, g = table(rng, 4000, [0.0, 0.0])

@@ -68,6 +68,8 @@ class Baseline:
     polarity: PolarityModel | None = None
     thresholds: dict[str, Any] = field(default_factory=dict)  # test -> [F] (raw) or float
     null: dict[str, Any] = field(default_factory=dict)  # the chunk values behind the thresholds
+    n_surveys: int | None = None  # surveys in the reference, when known
+    single_survey_widening: float | None = None  # the raw thresholds' factor for a one-survey reference
 
     def summary(self) -> dict[str, Any]:
         """JSON-able description for the report (sizes and thresholds in force)."""
@@ -81,6 +83,8 @@ class Baseline:
             "calibrated": bool(self.null),
             "thresholds": thr,
             "polarity_threshold": None if self.polarity is None else _finite_or_none(self.polarity.threshold),
+            "n_surveys": self.n_surveys,
+            "single_survey_widening": self.single_survey_widening,
         }
 
 
@@ -132,6 +136,7 @@ def fit_baseline(
     embeddings: np.ndarray | None = None,
     groups: np.ndarray | None = None,
     embedding_groups: np.ndarray | None = None,
+    n_surveys: int | None = None,
 ) -> Baseline:
     """Fix bins, scales, bandwidth and (``calibration.enabled``) calibrated thresholds on the reference.
 
@@ -140,7 +145,8 @@ def fit_baseline(
     from each other the way a current window differs from the reference (see
     :mod:`seismic.monitoring.drift.calibration`). ``embeddings`` may be a sample of other rows (a reference
     profile keeps a few thousand) with their own ``embedding_groups``; when they have as many rows as the
-    others they default to ``groups``.
+    others they default to ``groups``. ``n_surveys`` 1: the chunks cannot show how surveys differ, so the
+    raw thresholds are widened by ``calibration.single_survey_widening`` (:attr:`Baseline.summary` says so).
     """
     sizes = {len(a) for a in (features, predictions) if a is not None}
     if len(sizes) > 1 or (not sizes and embeddings is None):
@@ -152,7 +158,7 @@ def fit_baseline(
     if embeddings is not None and embedding_groups is None and len(embeddings) == n_rows:
         embedding_groups = groups
     rng = np.random.default_rng(config.seed)
-    b = Baseline(config=config)
+    b = Baseline(config=config, n_surveys=n_surveys)
     if n_rows > config.raw.max_rows:  # the same rows of features, predictions and groups
         keep = np.sort(rng.choice(n_rows, config.raw.max_rows, replace=False))
         features, predictions = (None if a is None else np.asarray(a)[keep] for a in (features, predictions))
@@ -187,6 +193,11 @@ def fit_baseline(
         b.emb_mean, b.emb_std = capped.mean(axis=0, dtype=np.float64), capped.std(axis=0, dtype=np.float64)
         b.pca = pca_basis(capped)
     _set_thresholds(b, features, predictions, groups, n_rows)
+    widening = config.calibration.single_survey_widening
+    if n_surveys == 1 and config.calibration.enabled and features is not None and widening > 1:
+        b.single_survey_widening = widening
+        for t in RAW_TESTS:
+            b.thresholds[t] = b.thresholds[t] * widening
     if features is not None and config.polarity.enabled:
         b.polarity = fit_polarity(
             b.feature_names,

@@ -24,6 +24,12 @@ own (score ~0: a survey whose reflectors' signs balance, or a 90-degree phase ro
 asymmetry) does not count as reversed. A reference with no sign asymmetry gives ``sum(w mu)`` ~0; then the
 check reports itself uninformative and never drifts.
 
+Scale: the window means are in amplitude units, so a survey at 2,000x the reference's amplitudes has class
+means 2,000x the reference's, and the score reached 126.7 on a real cube (F3 against a model trained at std
+~1). Before scoring, those columns (:data:`AMPLITUDE_COLUMNS`) of the current rows are rescaled to the
+reference's RMS: a sign reversal keeps the RMS, so the check still sees it, while the score keeps its
+range whatever the amplitude scale (which the raw amplitude features report on their own).
+
 Measured (``benchmarks/drift.py``, README): where the raw features flagged about half of the reversed
 windows, this check flags most of them with no false alarm; what it misses are surveys whose reflector
 signs nearly balance, where a reversed survey looks like an unreversed one of another seed.
@@ -41,6 +47,7 @@ from seismic.monitoring.drift.calibration import chunk_ids
 from seismic.monitoring.drift.results import PolarityCheck
 
 _MIN_CHUNK_SCORES = 3
+AMPLITUDE_COLUMNS = ("mean", "core_mean")  # odd features in amplitude units (the skewness has none)
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,18 @@ class PolarityModel:
     threshold: float
     null: tuple[float, ...]  # chunk scores behind the threshold
     min_class_rows: int
+    rms: np.ndarray  # [J] reference RMS of the amplitude columns (NaN: a unitless column, left as it is)
+
+
+def _rms(x: np.ndarray, amplitude: np.ndarray) -> np.ndarray:
+    return np.where(amplitude, np.sqrt(np.mean(x * x, axis=0)) if len(x) else np.nan, np.nan)
+
+
+def _rescaled(x: np.ndarray, rms: np.ndarray) -> np.ndarray:
+    """``x`` with its amplitude columns scaled to the reference ``rms`` (all-zero columns left alone)."""
+    own = _rms(x, np.isfinite(rms))
+    factor = np.divide(rms, own, out=np.ones_like(rms), where=np.isfinite(rms) & (own > 0))
+    return x * factor
 
 
 def _class_means(x: np.ndarray, classes: np.ndarray, n_classes: int, min_rows: int) -> np.ndarray:
@@ -129,6 +148,7 @@ def fit_polarity(
         return None
     n_classes = 1 if predictions is None else n_classes
     x, classes, keep = _rows(features, predictions, columns)
+    amplitude = np.isin([names[j] for j in columns], AMPLITUDE_COLUMNS)
     groups = None if groups is None else np.asarray(groups)[keep]
     ids = chunk_ids(len(x), n_chunks, groups if groups is not None and len(np.unique(groups)) >= 3 else None)
     means, weights = _fit_means(x, classes, n_classes, min_class_rows, ids)
@@ -136,7 +156,9 @@ def fit_polarity(
     for k in range(int(ids.max()) + 1 if z is not None else 0):
         rest = ids != k
         m, w = _fit_means(x[rest], classes[rest], n_classes, min_class_rows, ids[rest])
-        s, _, _ = _score(m, w, x[~rest], classes[~rest], min_class_rows)
+        # a chunk is rescaled to the rest's RMS as a current window is to the reference's
+        held_out = _rescaled(x[~rest], _rms(x[rest], amplitude))
+        s, _, _ = _score(m, w, held_out, classes[~rest], min_class_rows)
         if np.isfinite(s):
             null.append(s)
     if z is None:
@@ -145,7 +167,7 @@ def fit_polarity(
         threshold = min(0.0, float(np.mean(null) - z * np.std(null, ddof=1)))
     else:
         threshold = float("nan")  # uninformative: nothing to calibrate on
-    return PolarityModel(columns, means, weights, threshold, tuple(null), min_class_rows)
+    return PolarityModel(columns, means, weights, threshold, tuple(null), min_class_rows, _rms(x, amplitude))
 
 
 def check_polarity(
@@ -156,6 +178,7 @@ def check_polarity(
     if per_class and predictions is None:
         return PolarityCheck(float("nan"), model.threshold, float("nan"), False, False, 0)
     x, classes, _ = _rows(features, predictions if per_class else None, model.columns)
+    x = _rescaled(x, model.rms)
     score, se, used = _score(model.means, model.weights, x, classes, model.min_class_rows)
     informative = bool(np.isfinite(model.threshold) and np.isfinite(score))
     p = float(scipy.stats.norm.cdf(score / se)) if informative and se > 0 else float("nan")

@@ -132,6 +132,7 @@ def load_reference(model_dir: str | Path, config: DriftConfig) -> Reference:
         embeddings=profile.embedding,
         groups=groups,
         embedding_groups=None if groups is None else groups[profile.embedding_rows],
+        n_surveys=len(np.unique(profile.survey)),
     )
     finite = np.where(np.isfinite(profile.features), profile.features, np.nan)
     info = {

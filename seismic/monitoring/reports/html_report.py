@@ -211,6 +211,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"<div id='summary' class='verdict {verdict}'>Verdict: <b>{verdict.upper()}</b> - "
         f"{summary['n_drifted']} of {summary['n_windows']} windows drifted"
         f" ({summary['n_insufficient']} with too few rows)</div>",
+        f"<p id='caveat'><b>Caveat:</b> {html.escape(summary['caveat'])}</p>" if "caveat" in summary else "",
         f"<p>Created {html.escape(report['created'])}; "
         f"schema {report['schema']} v{report['schema_version']}.</p>",
         "<h2 id='windows'>Windows</h2>",

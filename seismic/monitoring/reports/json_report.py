@@ -4,7 +4,8 @@ Schema ``seismic.drift-report`` version 3 (bump :data:`SCHEMA_VERSION` on any in
 
     {"schema": "seismic.drift-report", "schema_version": 3, "created": ISO-8601 UTC,
      "summary": {"verdict": "drift" | "ok" | "insufficient_data", "n_windows", "n_drifted", "n_insufficient",
-                 "drifted_windows": [window ids], "rows_tested": {family: rows over all windows}},
+                 "drifted_windows": [window ids], "rows_tested": {family: rows over all windows},
+                 optional "caveat": what the verdict cannot vouch for (a one-survey reference)},
      "config": DriftConfig.to_dict(), "baseline": Baseline.summary(), "meta": {free-form, JSON-able},
      "windows": [ per window (WindowDrift.to_dict()):
         {"window": {...}, "status": "ok" | "insufficient_data", "drifted": bool, "n_current": int,
@@ -81,6 +82,7 @@ def build_report(
                 family: sum(e["rows"].get(family, 0) for e in entries)
                 for family in sorted({f for e in entries for f in e["rows"]})
             },
+            **_reference_caveat(baseline or {}),
         },
         "config": config.to_dict(),
         "baseline": dict(baseline or {}),
@@ -89,6 +91,18 @@ def build_report(
     }
     validate_report(report)
     return report
+
+
+def _reference_caveat(baseline: Mapping[str, Any]) -> dict[str, str]:
+    """What the verdict cannot vouch for: a one-survey reference never saw how surveys differ."""
+    widening = baseline.get("single_survey_widening")
+    if not widening:
+        return {}
+    return {
+        "caveat": f"the reference profile holds one survey, so its thresholds never saw how surveys differ: "
+        f"raw-feature thresholds widened {widening:g}x (drift.calibration.single_survey_widening); a model "
+        "trained on several surveys (data.survey.seed=[0,1,2,3]) calibrates on real between-survey variation"
+    }
 
 
 def _fail(path: str, why: str) -> None:
