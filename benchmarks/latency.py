@@ -1,4 +1,4 @@
-"""Serving latency and throughput: in-process onnxruntime vs torch eager, our REST server, MLflow's server.
+"""Serving latency and throughput: in-process onnxruntime vs torch eager, our REST server and its peers.
 
 ``python benchmarks/latency.py [--seconds 2] [--models cnn1d,cnn2d] [--quick]`` prints tables and writes
 ``benchmarks/results/latency.json``. All traffic goes to 127.0.0.1 and every cell is bounded in time.
@@ -15,6 +15,13 @@
    ``invocations-json`` sends MLflow's own body (``{"inputs": {"windows": ...}}``, normalised windows) to
    both servers, byte for byte; ``predict-json`` and ``predict-binary`` are our API with raw amplitudes
    (JSON; float32 bytes with an ``X-Shape`` header).
+3. Peers (``benchmarks/latency_peers.py``; each in its own venv: ``bash benchmarks/peers/setup.sh``): Triton
+   through PyTriton (dynamic batching), LitServe (request batching) and KServe's ModelServer, each serving
+   the same graph on onnxruntime with our session options, with 1 and 2 workers, on the bodies they natively
+   take: v2 JSON and v2 binary (Triton's binary tensor extension; bodies built by ``tritonclient``) for
+   Triton and KServe, our ``/predict`` JSON for LitServe. Ours answers the same v2 bodies, and runs as 2
+   processes on one port (``reuse_port=true``) for the 2-worker row. A peer that is not installed is
+   skipped and listed with the reason.
 
 The networks are untrained (throughput does not depend on the weights) at the sizes of the default configs:
 cnn1d width 32, depth 3 on 64-sample traces; cnn2d width 16, depth 3 on 32x64 patches.
@@ -26,8 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +40,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from latency_client import drive, free_port, launch, stop
+from latency_peers import PEERS, peer_bodies, peer_command, peer_path, peer_python
+from latency_targets import cpu_model, targets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
@@ -98,49 +106,6 @@ def in_process(folder: Path, name: str, seconds: float) -> list[dict]:
     return rows
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch(command: list[str], port: int, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
-    """Start a server in its own process group and wait until it answers on 127.0.0.1:port."""
-    import requests
-
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{command[:3]} exited with {process.returncode}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/ping", timeout=1).ok:
-                return process
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    stop(process)
-    raise RuntimeError(f"{command[:3]} did not answer on port {port}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the group this script started (MLflow's CLI runs uvicorn in a child), then wait."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
 def bodies(folder: Path, batch: int) -> dict[str, tuple[str, bytes, dict[str, str]]]:
     from serving.runtime import load_model
 
@@ -148,7 +113,7 @@ def bodies(folder: Path, batch: int) -> dict[str, tuple[str, bytes, dict[str, st
     raw = np.random.default_rng(batch).normal(3.0, 250.0, (batch, *model.window_shape)).astype(np.float32)
     normalised = model.normalise(raw)
     json_headers = {"Content-Type": "application/json"}
-    return {
+    return peer_bodies(folder, raw) | {
         "invocations-json": (
             "/invocations",
             json.dumps({"inputs": {"windows": normalised.tolist()}}).encode(),
@@ -163,54 +128,22 @@ def bodies(folder: Path, batch: int) -> dict[str, tuple[str, bytes, dict[str, st
     }
 
 
-async def drive(url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float) -> dict:
-    """``concurrency`` clients send ``body`` back to back for ``seconds`` (after a short warm-up)."""
-    import aiohttp
-
-    latencies: list[float] = []
-    errors = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-
-        async def client(until: float, record: bool) -> None:
-            nonlocal errors
-            while time.perf_counter() < until:
-                started = time.perf_counter()
-                try:
-                    async with session.post(url, data=body, headers=headers) as response:
-                        await response.read()
-                        ok = response.status == 200
-                except (aiohttp.ClientError, TimeoutError):
-                    ok = False
-                if record:
-                    if ok:
-                        latencies.append(time.perf_counter() - started)
-                    else:
-                        errors += 1
-
-        await asyncio.gather(
-            *(client(time.perf_counter() + min(0.5, seconds / 4), False) for _ in range(concurrency))
-        )
-        started = time.perf_counter()
-        await asyncio.gather(*(client(started + seconds, True) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    lat = np.asarray(latencies) * 1000 if latencies else np.asarray([np.nan])
-    return {
-        "requests_per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(float(np.percentile(lat, 50)), 2),
-        "p99_ms": round(float(np.percentile(lat, 99)), 2),
-        "errors": errors,
-    }
-
-
 def sweep(
-    server: str, port: int, folder: Path, targets: tuple[str, ...], seconds: float, levels: tuple[int, ...]
+    server: str,
+    port: int,
+    folder: Path,
+    targets: tuple[str, ...],
+    seconds: float,
+    levels: tuple[int, ...],
+    workers: int = 1,
 ) -> list[dict]:
     rows = []
     for batch in BATCHES:
         payloads = bodies(folder, batch)
         for target in targets:
             path, body, headers = payloads[target]
+            if server != "seismic":
+                path = peer_path(path)
             for concurrency in levels:
                 result = asyncio.run(
                     drive(f"http://127.0.0.1:{port}{path}", body, headers, concurrency, seconds)
@@ -218,6 +151,7 @@ def sweep(
                 rows.append(
                     {
                         "server": server,
+                        "workers": workers,
                         "target": target,
                         "batch": batch,
                         "concurrency": concurrency,
@@ -227,7 +161,7 @@ def sweep(
                     }
                 )
                 print(
-                    f"  {server:7s} {target:17s} batch {batch:3d} conc {concurrency:3d}: {rows[-1]}",
+                    f"  {server:8s} x{workers} {target:17s} b{batch:3d} c{concurrency:3d}: {rows[-1]}",
                     flush=True,
                 )
     return rows
@@ -241,9 +175,54 @@ def mlflow_model(folder: Path, dst: Path) -> Path:
     return dst
 
 
+def start_ours(folder: Path, name: str, work: Path, env: dict, workers: int, server_args: list[str]):
+    """``workers`` processes of scripts/serve.py on one port (SO_REUSEPORT); returns (port, processes)."""
+    port = free_port()
+    command = [
+        sys.executable,
+        str(ROOT / "scripts/serve.py"),
+        f"model.source={folder}",
+        f"port={port}",
+        f"reuse_port={str(workers > 1).lower()}",
+        "log_level=WARNING",
+        f"inference_log.directory={work / 'inference_log' / name}",
+        f"hydra.run.dir={work}",
+        *server_args,
+    ]
+    processes = [launch(command, port, work, env)]
+    for _ in range(workers - 1):
+        processes.append(
+            subprocess.Popen(
+                command,
+                cwd=work,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+    if workers > 1:
+        time.sleep(8)  # the port answers already; give the others time to load the model
+        if any(p.poll() is not None for p in processes):
+            for process in processes:
+                stop(process)
+            raise RuntimeError(f"a worker of our server exited with {[p.poll() for p in processes]}")
+    return port, processes
+
+
+OUR_TARGETS = ("predict-binary", "predict-json", "invocations-json", "v2-json", "v2-binary")
+
+
 def servers(
-    folder: Path, name: str, work: Path, seconds: float, levels: tuple[int, ...], server_args: list[str]
-) -> list[dict]:
+    folder: Path,
+    name: str,
+    work: Path,
+    seconds: float,
+    levels: tuple[int, ...],
+    server_args: list[str],
+    worker_counts: tuple[int, ...],
+) -> tuple[list[dict], list[dict]]:
+    """Rows of every server, and the peers skipped (with why)."""
     # MLflow's CLI runs `uvicorn` from PATH: the venv's bin must be on it
     env = {
         **os.environ,
@@ -251,29 +230,14 @@ def servers(
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     env.pop("SEISMIC_API_KEY", None)
-    rows = []
-    port = free_port()
-    ours = launch(
-        [
-            sys.executable,
-            str(ROOT / "scripts/serve.py"),
-            f"model.source={folder}",
-            f"port={port}",
-            "log_level=WARNING",
-            f"inference_log.directory={work / 'inference_log' / name}",
-            f"hydra.run.dir={work}",
-            *server_args,
-        ],
-        port,
-        work,
-        env,
-    )
-    try:
-        rows += sweep(
-            "seismic", port, folder, ("predict-binary", "predict-json", "invocations-json"), seconds, levels
-        )
-    finally:
-        stop(ours)
+    rows, skipped = [], []
+    for workers in worker_counts:
+        port, processes = start_ours(folder, name, work, env, workers, server_args)
+        try:
+            rows += sweep("seismic", port, folder, OUR_TARGETS, seconds, levels, workers)
+        finally:
+            for process in processes:
+                stop(process)
     port = free_port()
     path = mlflow_model(folder, work / f"mlflow-{name}")
     theirs = launch(
@@ -298,7 +262,27 @@ def servers(
         rows += sweep("mlflow", port, folder, ("invocations-json",), seconds, levels)
     finally:
         stop(theirs)
-    return [{"model": name, **row} for row in rows]
+    from serving.settings import ModelSettings
+
+    threads = ModelSettings(source=str(folder)).model_dump()
+    for peer in PEERS:
+        python = peer_python(peer.name)
+        if python is None:
+            skipped.append({"peer": peer.name, "why": "not installed: bash benchmarks/peers/setup.sh"})
+            continue
+        for workers in (w for w in worker_counts if w in peer.workers):
+            port = free_port()
+            command = peer_command(peer, python, folder, port, workers, threads)
+            try:
+                process = launch(command, port, work, env, health=peer.health)
+            except RuntimeError as err:
+                skipped.append({"peer": peer.name, "workers": workers, "why": str(err)})
+                continue
+            try:
+                rows += sweep(peer.name, port, folder, peer.targets, seconds, levels, workers)
+            finally:
+                stop(process)
+    return [{"model": name, **row} for row in rows], [{"model": name, **s} for s in skipped]
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
@@ -308,62 +292,6 @@ def table(rows: list[dict], columns: list[str]) -> str:
         "  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)) for r in rows
     ]
     return "\n".join(lines)
-
-
-def targets(local: list[dict], remote: list[dict]) -> list[dict]:
-    """The issue's acceptance checks, per model."""
-    checks = []
-    levels = sorted({r["concurrency"] for r in remote})
-    for name in sorted({r["model"] for r in remote}):
-
-        def cell(server, target, batch, conc, name=name):
-            return next(
-                r
-                for r in remote
-                if (r["model"], r["server"], r["target"], r["batch"], r["concurrency"])
-                == (name, server, target, batch, conc)
-            )
-
-        ort64 = next(
-            r["windows_per_s"]
-            for r in local
-            if (r["model"], r["runtime"], r["batch"]) == (name, "onnxruntime", 64)
-        )
-        best_binary = max(cell("seismic", "predict-binary", 64, c)["windows_per_s"] for c in levels)
-        best_ours_json = max(cell("seismic", "invocations-json", 64, c)["windows_per_s"] for c in levels)
-        best_mlflow_json = max(cell("mlflow", "invocations-json", 64, c)["windows_per_s"] for c in levels)
-        ours1, theirs1 = cell("seismic", "invocations-json", 1, 8), cell("mlflow", "invocations-json", 1, 8)
-        checks += [
-            {
-                "model": name,
-                "check": "batch 64 binary >= 60% of in-process onnxruntime",
-                "value": round(best_binary / ort64, 2),
-                "target": 0.6,
-                "met": best_binary >= 0.6 * ort64,
-            },
-            {
-                "model": name,
-                "check": "batch 64 JSON >= 3x MLflow windows/s",
-                "value": round(best_ours_json / max(best_mlflow_json, 1), 2),
-                "target": 3.0,
-                "met": best_ours_json >= 3 * best_mlflow_json,
-            },
-            {
-                "model": name,
-                "check": "batch 1 conc 8 >= 2x MLflow req/s",
-                "value": round(ours1["requests_per_s"] / max(theirs1["requests_per_s"], 1e-9), 2),
-                "target": 2.0,
-                "met": ours1["requests_per_s"] >= 2 * theirs1["requests_per_s"],
-            },
-            {
-                "model": name,
-                "check": "batch 1 conc 8 p99 below MLflow's",
-                "value": f"{ours1['p99_ms']} vs {theirs1['p99_ms']} ms",
-                "target": "lower",
-                "met": ours1["p99_ms"] < theirs1["p99_ms"],
-            },
-        ]
-    return checks
 
 
 def main() -> None:
@@ -380,18 +308,21 @@ def main() -> None:
     )
     args = parser.parse_args()
     levels = (8,) if args.quick else CONCURRENCY
+    worker_counts = (1,) if args.quick else (1, 2)
     if args.quick:
         args.seconds = min(args.seconds, 1.0)
     name = "latency-quick.json" if args.quick else "latency.json"
     args.output = args.output or ROOT / "benchmarks/results" / name
     names = [n for n in args.models.split(",") if n]
-    local, remote = [], []
+    local, remote, skipped = [], [], []
     with tempfile.TemporaryDirectory(prefix="seismic-latency-") as tmp:
         work = Path(tmp)
         for name in names:
             folder = export(work, name)
             local += in_process(folder, name, args.seconds / 2)
-            remote += servers(folder, name, work, args.seconds, levels, args.server_arg)
+            rows, missing = servers(folder, name, work, args.seconds, levels, args.server_arg, worker_counts)
+            remote += rows
+            skipped += missing
     checks = targets(local, remote)
     print("\nin process (windows/s)\n" + table(local, ["model", "runtime", "batch", "windows_per_s"]))
     print(
@@ -401,6 +332,7 @@ def main() -> None:
             [
                 "model",
                 "server",
+                "workers",
                 "target",
                 "batch",
                 "concurrency",
@@ -413,10 +345,14 @@ def main() -> None:
         )
     )
     print("\ntargets\n" + table(checks, ["model", "check", "value", "target", "met"]))
+    for s in skipped:
+        print(f"skipped {s}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "command": "python benchmarks/latency.py " + " ".join(sys.argv[1:]),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "peers_skipped": skipped,
         "seconds_per_cell": args.seconds,
         "server_args": args.server_arg,
         "in_process": local,

@@ -67,7 +67,7 @@ def main(cfg: DictConfig) -> None:
         print(f"serve: {err}", file=sys.stderr)
         sys.exit(2)
     server = make_server(app, settings.log_level)
-    sock = bind(settings.host, settings.port)
+    sock = bind(settings.host, settings.port, settings.reuse_port)
     logging.getLogger("serving").warning("listening on http://%s:%d", *sock.getsockname()[:2])
     server.run(sockets=[sock])
 

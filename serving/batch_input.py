@@ -90,7 +90,7 @@ class Section:
     sorting = "inline"
 
     def __init__(self, segy: SegyFile, along_crosslines: bool, line_number: int) -> None:
-        self.segy, self.path, self.endian = segy, segy.path, segy.endian
+        self.segy, self.path, self.endian, self.layout = segy, segy.path, segy.endian, segy.layout
         self.n_traces, self.n_samples, self.dt_ms = segy.n_traces, segy.n_samples, segy.dt_ms
         traces, line = np.arange(segy.n_traces), np.asarray([line_number])
         self.inlines, self.crosslines = (traces, line) if along_crosslines else (line, traces)

@@ -30,11 +30,19 @@ class NoDelayProtocol(HttpToolsProtocol):
         super().connection_made(transport)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket with SO_REUSEADDR and TCP_NODELAY; ``port`` 0 picks a free one."""
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket with SO_REUSEADDR and TCP_NODELAY; ``port`` 0 picks a free one.
+
+    ``reuse_port``: SO_REUSEPORT, so that several server processes listen on one port and the kernel spreads
+    new connections over them. That is how to run more than one worker: uvicorn's own ``--workers`` binds
+    without TCP_NODELAY (design.md: ~40 ms per small response), and each process here keeps its own
+    micro-batcher, model and inference-log writer.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)

@@ -83,6 +83,7 @@ class Settings(_Section):
     env: str = "dev"
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    reuse_port: bool = Field(default=False, description="SO_REUSEPORT: several server processes on one port")
     log_level: str = "info"
     model: ModelSettings
     limits: LimitSettings = LimitSettings()

@@ -4,7 +4,7 @@ Triton's C++ HTTP front end speaks Open Inference Protocol v2 with its binary te
 a Python function as the model (Triton's Python backend), which runs the graph with the session options of
 ``ort_model.py``. The dynamic batcher is configured as Triton's docs advise for a small model: merge queued
 requests up to ``max_batch_size`` windows, waiting at most 100 us for more. Every output of the graph is
-declared; clients ask for the ones they want, as with our server. Health: ``/v2/health/ready``.
+declared; clients ask for the ones they want, as with our server. Ready: ``/v2/models/seismic/ready``.
 
 PyTriton's Python backend stub links the system ``libpython3.11``; a venv made from another build of Python
 3.11 (pyenv's 3.11.7 here) fails to load the model (``RLock`` has no ``_recursion_count``), so
