@@ -75,6 +75,7 @@ def main(cfg: DictConfig) -> None:
         run_monitoring,
         write_reports,
     )
+    from seismic.monitoring.quality.window import QualitySettings
 
     try:
         drift = DriftConfig.from_mapping(OmegaConf.to_container(cfg.drift, resolve=True))
@@ -93,8 +94,9 @@ def main(cfg: DictConfig) -> None:
             max_rows_per_window=cfg.max_rows_per_window,
             compare_previous=cfg.compare_previous,
             seed=drift.seed,
+            quality=QualitySettings(**OmegaConf.to_container(cfg.quality, resolve=True)),
         )
-        report = run_monitoring(settings, load_reference(cfg.model_dir, drift))
+        report = run_monitoring(settings, load_reference(cfg.model_dir, drift, settings.quality))
         paths = write_reports(report, cfg.output_dir)
     except (MonitoringError, ValueError, OSError) as err:
         print(f"monitor failed: {err}", file=sys.stderr)

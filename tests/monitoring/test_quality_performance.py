@@ -60,7 +60,8 @@ def test_estimate_matches_realised_on_calibrated_data_and_band_covers_it(shares)
 def test_thresholds_pass_the_reference_and_flag_a_worse_model():
     p, labels = calibrated(4000, 0)
     thresholds = fit_thresholds(p, labels, np.arange(4000) // 250, min_drop=0.0)
-    assert 0 < thresholds.max_drop["accuracy"] < 0.1
+    assert 0 < thresholds.max_drop["estimated"]["accuracy"] < 0.1
+    assert thresholds.max_drop["realised"]["accuracy"] > thresholds.max_drop["estimated"]["accuracy"]
     same, _ = calibrated(2000, 1)
     worse, _ = calibrated(2000, 2, sharpness=0.8)  # a model that separates the classes far less well
     for window, dropped in ((same, False), (worse, True)):

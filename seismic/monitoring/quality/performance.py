@@ -119,8 +119,8 @@ class PerformanceThresholds:
 
     reference_estimated: dict[str, float]
     reference_realised: dict[str, float]
-    max_drop: dict[str, float]
-    chunk_drops: dict[str, list[float]]
+    max_drop: dict[str, dict[str, float]]  # {"estimated" | "realised": {metric: drop that alarms}}
+    chunk_drops: dict[str, dict[str, list[float]]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,19 +147,30 @@ def fit_thresholds(
     if z <= 0 or not 0 <= min_drop < 1:
         raise ValueError(f"performance thresholds: z must be > 0 and min_drop in [0, 1), got {z}, {min_drop}")
     p = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, np.int64)
     predicted = p.argmax(axis=1)
-    whole = metrics(expected_confusion(p, predicted))
-    realised = metrics(confusion(np.asarray(labels, np.int64), predicted, p.shape[1]))
-    drops: dict[str, list[float]] = {m: [] for m in METRICS}
+    n_classes = p.shape[1]
+    whole = {
+        "estimated": metrics(expected_confusion(p, predicted)),
+        "realised": metrics(confusion(labels, predicted, n_classes)),
+    }
+    drops: dict[str, dict[str, list[float]]] = {kind: {m: [] for m in METRICS} for kind in whole}
     for c in np.unique(chunks):
         rows = chunks == c
-        part = metrics(expected_confusion(p[rows], predicted[rows]))
-        for m in METRICS:
-            drops[m].append(float(whole[m] - part[m]))
-    max_drop = {m: float(max(max(d), z * np.sqrt(np.mean(np.square(d))), min_drop)) for m, d in drops.items()}
+        part = {
+            "estimated": metrics(expected_confusion(p[rows], predicted[rows])),
+            "realised": metrics(confusion(labels[rows], predicted[rows], n_classes)),
+        }
+        for kind in whole:
+            for m in METRICS:
+                drops[kind][m].append(float(whole[kind][m] - part[kind][m]))
+    max_drop = {
+        kind: {m: float(max(max(d), z * np.sqrt(np.mean(np.square(d))), min_drop)) for m, d in per.items()}
+        for kind, per in drops.items()
+    }
     return PerformanceThresholds(
-        reference_estimated={m: float(whole[m]) for m in METRICS},
-        reference_realised={m: float(realised[m]) for m in METRICS},
+        reference_estimated={m: float(whole["estimated"][m]) for m in METRICS},
+        reference_realised={m: float(whole["realised"][m]) for m in METRICS},
         max_drop=max_drop,
         chunk_drops=drops,
     )
@@ -188,6 +199,6 @@ def judge(
         drops = {m: reference[m] - values[m] for m in METRICS}
         out[kind] = {
             "drop": drops,
-            "dropped": {m: bool(drops[m] > thresholds.max_drop[m]) for m in METRICS},
+            "dropped": {m: bool(drops[m] > thresholds.max_drop[kind][m]) for m in METRICS},
         }
     return out
