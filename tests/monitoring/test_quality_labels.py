@@ -134,3 +134,29 @@ def test_unusable_sources_are_errors_naming_the_file(tmp_path, name, text, messa
         ingest_labels(path, tmp_path / "labels", class_names=CLASSES)
     with pytest.raises(LabelError, match="no such label file"):
         ingest_labels(tmp_path / "missing.csv", tmp_path / "labels", class_names=CLASSES)
+
+
+def test_cli_ingests_reports_rejects_and_fails_cleanly(log_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "metadata.json").write_text(json.dumps({"class_names": CLASSES}))
+    source = csv(tmp_path / "l.csv", "request_id,window_index,label\nr0,4,1\nr0,5,9\n")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "labels.py"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(script), *args], capture_output=True, text=True, check=False
+        )
+
+    common = ["--model-dir", str(model), "--labels-dir", str(tmp_path / "labels")]
+    done = cli("ingest", str(source), *common, "--log-dir", str(log_dir))
+    assert done.returncode == 1, done.stderr  # one row rejected: reported in the JSON, exit 1
+    out = json.loads(done.stdout)
+    assert out["stored"] == 1 and list(out["rejected"].values()) == [1]
+    bad = cli("ingest", str(tmp_path / "nope.csv"), *common)
+    assert bad.returncode == 2 and "no such label file" in bad.stderr and "Traceback" not in bad.stderr
