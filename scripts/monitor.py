@@ -101,7 +101,8 @@ def main(cfg: DictConfig) -> None:
     except (MonitoringError, ValueError, OSError) as err:
         print(f"monitor failed: {err}", file=sys.stderr)
         sys.exit(2)
-    print(json.dumps({**report["summary"], "reports": [str(p) for p in paths]}, indent=2))
+    summary = {**report["summary"], "performance": report["meta"]["performance"]}
+    print(json.dumps({**summary, "reports": [str(p) for p in paths]}, indent=2))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from seismic.data.windows import extract_windows, sample_centres
 from seismic.monitoring.alerting.engine import AlertSettings, describe
 from seismic.monitoring.drift.config import DriftConfig
 from seismic.monitoring.job.metrics import drift_registry
-from seismic.monitoring.job.run import JobSettings, load_reference, run_monitoring
+from seismic.monitoring.job.run import JobSettings, load_reference, run_monitoring, write_reports
 from seismic.monitoring.quality.labels import ingest_labels
 from seismic.monitoring.quality.performance import confusion, metrics
 from seismic.monitoring.quality.window import QualitySettings
@@ -57,7 +57,7 @@ def run(model_dir, log_dir, quality: QualitySettings):
     return run_monitoring(settings, ref)
 
 
-def test_estimate_per_window_and_alert_on_the_worse_one(setup):
+def test_estimate_per_window_and_alert_on_the_worse_one(setup, tmp_path):
     model_dir, log_dir, _, root = setup
     report = run(model_dir, log_dir, QualitySettings(labels_dir=root / "no-labels", n_draws=50))
     perf = [w["window"]["performance"] for w in report["windows"]]
@@ -70,6 +70,12 @@ def test_estimate_per_window_and_alert_on_the_worse_one(setup):
         perf[2]["estimated"]["accuracy"]
         < perf[0]["estimated"]["accuracy"] - perf[2]["max_drop"]["estimated"]["accuracy"]
     )
+    summary = report["meta"]["performance"]
+    assert summary["dropped_windows"] == {"estimated": ["rows-2"], "realised": []}
+    assert summary["latest"]["estimated"]["accuracy"] == perf[2]["estimated"]["accuracy"]
+    _, html_path = write_reports(report, tmp_path)
+    page = html_path.read_text()
+    assert "id='performance'" in page and "DROP" in page and "id='maps'" not in page
     assert "estimated" in describe(report["windows"][2], {}, AlertSettings())
     assert not describe(report["windows"][0], {}, AlertSettings())
     text = generate_latest(drift_registry(report)).decode()

@@ -43,7 +43,9 @@ from seismic.monitoring.quality.performance import PerformanceThresholds
 from seismic.monitoring.quality.window import (
     PerformanceCounts,
     QualitySettings,
+    maps,
     reference_thresholds,
+    run_summary,
     window_labels,
 )
 from seismic.monitoring.reports.html_report import write_html_report
@@ -385,6 +387,8 @@ def run_monitoring(settings: JobSettings, ref: Reference) -> dict[str, Any]:
         "max_rows_per_window": settings.max_rows_per_window,
         "reference": ref.info,
         "n_previous_drifted": sum(bool(r.window.get("previous", {}).get("drifted")) for r in results),
+        "performance": run_summary([r.to_dict() for r in results]),
+        "maps": maps(settings.quality),
     }
     return build_report(results, config=config, baseline=ref.baseline.summary(), meta=meta)
 

@@ -42,6 +42,7 @@ class QualitySettings:
     min_drop: float = 0.02
     min_labelled: int = 100  # realised metrics are judged from this many labelled rows in a window
     n_draws: int = 200  # label draws for the estimate's band
+    maps_dir: str | Path | None = None  # PNG maps of a batch-scoring run (serving/quality_maps.py) to embed
 
     def __post_init__(self) -> None:
         if self.z <= 0 or not 0 <= self.min_drop < 1:
@@ -57,6 +58,41 @@ class QualitySettings:
         if self.labels_dir is None or not (Path(self.labels_dir) / "online").is_dir():
             return None
         return read_labels(self.labels_dir, "online")
+
+
+def maps(s: QualitySettings) -> list[str]:
+    """The PNG maps under ``maps_dir`` (the report embeds them), sorted; none without the folder."""
+    folder = Path(s.maps_dir) if s.maps_dir else None
+    return sorted(str(p) for p in folder.glob("*.png")) if folder and folder.is_dir() else []
+
+
+def run_summary(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Answer to "is the model likely worse, and by how much": the latest window with a performance section
+    and the windows whose estimate or realised metrics dropped beyond the threshold."""
+    judged = [
+        (w["window"].get("id"), w["window"]["performance"]) for w in windows if w["window"].get("performance")
+    ]
+    if not judged:
+        return {"windows": 0}
+    dropped = {
+        kind: [i for i, p in judged if p["judged"].get(kind) and any(p["judged"][kind]["dropped"].values())]
+        for kind in ("estimated", "realised")
+    }
+    latest_id, latest = judged[-1]
+    return {
+        "windows": len(judged),
+        "latest": {
+            "id": latest_id,
+            "estimated": {m: latest["estimated"][m] for m in ("accuracy", "macro_f1")},
+            "estimated_band": latest["estimated"].get("band"),
+            "reference_estimated": latest["reference"]["estimated"],
+            "realised": None
+            if not latest["realised"]
+            else {m: latest["realised"][m] for m in ("accuracy", "macro_f1")},
+            "labelled_rows": latest["labelled_rows"],
+        },
+        "dropped_windows": dropped,
+    }
 
 
 def reference_thresholds(
