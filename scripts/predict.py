@@ -83,6 +83,11 @@ def main(cfg: DictConfig) -> None:
                     xline=s.segy.xline,
                     log_writer=writer,
                     progress=s.progress,
+                    maps_dir=out.maps_dir,
+                    maps_options={
+                        "windows_per_trace": out.maps_windows_per_trace,
+                        "time_slice": out.maps_time_slice,
+                    },
                 )
     except (SeismicIOError, BatchScoringError, ModelLoadError, ValueError, ImportError) as err:
         print(f"predict failed: {err}", file=sys.stderr)

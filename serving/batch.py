@@ -40,6 +40,7 @@ from seismic.io.atomic import atomic_file
 from seismic.io.segy import SegyFile, open_segy
 from seismic.io.segy_like import SegyLikeWriter
 from serving.inference_log import InferenceLogWriter
+from serving.quality_maps import maps_for
 from serving.runtime import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -360,6 +361,8 @@ def score_segy(
     xline: int = 193,
     log_writer: InferenceLogWriter | None = None,
     progress: bool = True,
+    maps_dir: str | Path | None = None,
+    maps_options: dict[str, Any] | None = None,
 ) -> BatchResult:
     """Score every sample of the cube at ``input_path``; write the class volume (and the others) atomically.
 
@@ -367,7 +370,8 @@ def score_segy(
     scored at a time, ``batch_size`` windows per onnxruntime call. ``class_format``: ``int16`` or ``int8``
     (SEG-Y format codes 3 and 8). The input is opened and checked (headers, size, grid, window fit) before any
     output file is created; a :class:`~seismic.io.errors.SeismicIOError` or :class:`BatchScoringError` says
-    why it cannot be scored.
+    why it cannot be scored. ``maps_dir``: also write the uncertainty / drift / time-slice maps there
+    (:mod:`serving.quality_maps`, ``maps_options`` its keyword arguments).
     """
     check_options(model, class_format, batch_size)
     started = time.perf_counter()
@@ -375,6 +379,7 @@ def score_segy(
     with open_cube(model, input_path, iline=iline, xline=xline) as segy:
         k = chunk_inlines or chunk_inlines_for(segy.shape, window_spec(model), max_memory_mb)  # type: ignore[arg-type]
         bar = Progress(int(np.prod(segy.shape)), progress)
+        maps = maps_for(model, segy, window_spec(model), **(maps_options or {})) if maps_dir else None
 
         def on_batch(windows: np.ndarray, out: dict[str, np.ndarray], start: int, seconds: float) -> None:
             bar.update(len(windows))
@@ -384,11 +389,12 @@ def score_segy(
                     out["embedding"], seconds,
                 )  # fmt: skip
 
+        chunks = iter_scores(model, segy, chunk_inlines=k, batch_size=batch_size, on_batch=on_batch)
         try:
-            return write_scores(
+            result = write_scores(
                 model,
                 segy,
-                iter_scores(model, segy, chunk_inlines=k, batch_size=batch_size, on_batch=on_batch),
+                chunks if maps is None else maps.observe(chunks),
                 class_path,
                 probability_path=probability_path,
                 summary_path=summary_path,
@@ -398,3 +404,6 @@ def score_segy(
             )
         finally:
             bar.close()
+        if maps is not None:
+            maps.write(maps_dir, segy.inlines, segy.crosslines)
+        return result
