@@ -1,6 +1,6 @@
 """Label-free performance estimate (CBPE) against the realised performance, on the drift benchmark's shifts.
 
-    python benchmarks/quality.py             # 12 no-shift windows, 6 per shift, 2000 rows each (~2 min here)
+    python benchmarks/quality.py             # 12 no-shift windows, 6 per shift, 2000 rows each (~1 min here)
     python benchmarks/quality.py --quick     # 4 and 2
 
 Model: the drift benchmark's cached cnn1d (``benchmarks/drift.py``, trained on surveys 1000-1002). Its
@@ -12,7 +12,8 @@ accuracy and macro-F1 from the calibrated probabilities (and from the raw softma
 buys), its 5-95 % band, the realised metrics on the window's true labels, and whether the monitor's drop
 alert would fire. With NannyML installed (``pip install -e ".[quality-peers]"``) its CBPE runs on the same
 inputs (fitted on the same reference; it calibrates the reference probabilities itself, isotonic).
-Prints a table and writes JSON (``--out``).
+Last, the spatial drift map (``serving.quality_maps``) of a new survey with each shift applied to its first
+quadrant only. Prints tables and writes JSON (``--out``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from scipy.special import softmax
 from seismic.data.windows import WindowSpec, extract_windows
 from seismic.export.calibration import calibration_report
 from seismic.monitoring.drift.calibration import chunk_ids
+from seismic.monitoring.profile import build_profile
 from seismic.monitoring.quality.performance import (
     confusion,
     estimated_metrics,
@@ -39,6 +41,7 @@ from seismic.monitoring.quality.performance import (
     judge,
     metrics,
 )
+from serving.quality_maps import SurveyMaps
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("accuracy", "macro_f1")
@@ -100,6 +103,55 @@ def nannyml_cbpe(reference: dict, class_names: list[str]):
     return estimate
 
 
+def maps_benchmark(ref_raw, ref_y, ref_p, spec, args) -> list[dict]:
+    """The drift map of a survey with a shift applied to its first quadrant only: how far the shifted tiles
+    score from the others (z: difference of the means in units of the other tiles' spread) and which share
+    of them rises above the other tiles' 95th percentile."""
+    raw = np.concatenate([r for r, _, _ in ref_raw])
+    # the drift map reads the profile's features and (survey, inline) groups only: no embedding needed
+    profile = build_profile(
+        raw, ref_y, ref_p.astype(np.float32), np.zeros((len(raw), 1), np.float32),
+        dt_ms=survey(2000).dt_ms, class_names=[str(i) for i in range(ref_p.shape[1])], max_embeddings=10,
+        survey=np.concatenate([np.full(len(r), k) for r, _, k in ref_raw]),
+        inline=np.concatenate([il for _, il, _ in ref_raw]),
+    )  # fmt: skip
+    s = survey(3999)
+    q_il, q_xl = s.shape[0] // 2, s.shape[1] // 2
+    rows = []
+    print(
+        f"\nspatial drift map: survey 3999 {s.shape[:2]}, shift on inlines < {q_il} and crosslines < {q_xl}"
+    )
+    print(f"{'shift':<14}{'shifted':>9}{'others':>9}{'sd':>7}{'z':>7}{'> p95':>7}")
+    for shift in ("no_shift", *(sh for sh in SHIFTS if sh not in MIX_WEIGHTS)):
+        amp = s.amplitudes.copy()
+        if shift != "no_shift":
+            rng = np.random.default_rng(0)
+            amp[:q_il, :q_xl] = shift_volume(amp[:q_il, :q_xl], shift, s.dt_ms, 10.0, rng)
+        maps = SurveyMaps(
+            amp, spec, profile, s.dt_ms, windows_per_trace=args.map_windows, block=args.map_block
+        )
+        for start in range(0, s.shape[0], 16):
+            maps.add_drift(start, min(start + 16, s.shape[0]))
+        tiles = maps.drift()[:: args.map_block, :: args.map_block]
+        inside = np.zeros(tiles.shape, bool)
+        inside[: q_il // args.map_block, : q_xl // args.map_block] = True
+        shifted, others = tiles[inside], tiles[~inside]
+        row = {
+            "shift": shift,
+            "shifted_mean": float(shifted.mean()),
+            "others_mean": float(others.mean()),
+            "others_sd": float(others.std()),
+            "z": float((shifted.mean() - others.mean()) / others.std()),
+            "above_p95": float(np.mean(shifted > np.percentile(others, 95))),
+        }
+        rows.append(row)
+        print(
+            f"{shift:<14}{row['shifted_mean']:>9.2f}{row['others_mean']:>9.2f}{row['others_sd']:>7.2f}"
+            f"{row['z']:>7.1f}{row['above_p95']:>7.2f}"
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -107,6 +159,8 @@ def main() -> None:
     parser.add_argument("--noshift", type=int, help="no-shift windows (default 12; --quick 4)")
     parser.add_argument("--per-shift", type=int, help="windows per shift (default 6; --quick 2)")
     parser.add_argument("--ref-surveys", type=int, default=4)
+    parser.add_argument("--map-windows", type=int, default=4, help="drift map: windows per trace")
+    parser.add_argument("--map-block", type=int, default=4, help="drift map: tile of block x block traces")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/quality.json"))
     args = parser.parse_args()
     args.noshift = args.noshift or (4 if args.quick else 12)
@@ -118,7 +172,7 @@ def main() -> None:
     net, norm, how = cached_model(args, spec)
     print(f"model ready: {how} ({time.perf_counter() - started:.0f} s)")
 
-    val_logits, val_labels, ref_logits, ref_labels, ref_groups = [], [], [], [], []
+    val_logits, val_labels, ref_logits, ref_labels, ref_groups, ref_raw = [], [], [], [], [], []
     per_half = 3000 // args.ref_surveys
     for k in range(args.ref_surveys):
         s = survey(2000 + k)
@@ -129,6 +183,7 @@ def main() -> None:
         ref_logits.append(logits_of(net, norm, raw))
         ref_labels.append(labels)
         ref_groups.append(k * 1000 + ci[0] // 8)
+        ref_raw.append((raw, ci[0], k))
     val = np.concatenate(val_logits), np.concatenate(val_labels)
     ref_l, ref_y, groups = np.concatenate(ref_logits), np.concatenate(ref_labels), np.concatenate(ref_groups)
     cal = calibration_report(*val, ref_l, ref_y)
@@ -228,7 +283,9 @@ def main() -> None:
     }
     print(f"\ntarget MAE <= {TARGET_MAE} on no-shift and facies-mix windows: {met}")
     print(f"the estimate fails (MAE > {TARGET_MAE}) on: {failing}")
+    spatial = maps_benchmark(ref_raw, ref_y, ref_p, spec, args)
     result = {
+        "spatial_maps": spatial,
         "quick": args.quick,
         "window_rows": args.window,
         "calibration": cal,

@@ -153,6 +153,10 @@ class SurveyMaps:
         self.slice[start:stop] = np.where(
             scored[:, :, self.time_slice], max_prob[:, :, self.time_slice], np.nan
         )
+        self.add_drift(start, stop)
+
+    def add_drift(self, start: int, stop: int) -> None:
+        """The feature z-scores of the traces on inlines ``[start, stop)``, averaged down each trace."""
         # the neighbour inlines a crossline-axis patch reaches into (an inline-axis one stays on its inline)
         reach = self.spec.width // 2 if self.spec.axis == "crossline" and self.spec.width > 1 else 0
         lo, hi = max(0, start - reach), min(self.shape[0], stop + reach)
