@@ -66,7 +66,7 @@ def metrics(matrix: np.ndarray, class_names: list[str] | None = None) -> dict[st
     f1 = np.divide(2 * tp, true + pred, out=np.zeros_like(tp), where=present)
     names = class_names or [str(i) for i in range(len(tp))]
     return {
-        "rows": round(n, 3),
+        "rows": int(n) if n.is_integer() else round(n, 3),  # expected counts of an estimate are fractional
         "accuracy": float(tp.sum() / n),
         "macro_f1": float(f1[present].mean()),
         "recall": {names[i]: float(tp[i] / true[i]) for i in range(len(tp)) if true[i] > 0},
