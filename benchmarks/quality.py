@@ -40,6 +40,7 @@ from seismic.monitoring.quality.performance import (
     fit_thresholds,
     judge,
     metrics,
+    widen,
 )
 from serving.quality_maps import SurveyMaps
 
@@ -192,6 +193,8 @@ def main() -> None:
     thresholds = fit_thresholds(ref_p, ref_y, chunk_ids(len(ref_y), 16, groups))
     ece = f"ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}"
     print(f"temperature {temperature:.3f}: {ece} on the reference")
+    sd = {m: round(v, 4) for m, v in thresholds.calibration_sd.items()}
+    print(f"estimate - realised on reference chunks, sd beyond sampling error: {sd}")
     class_names = [str(i) for i in range(ref_p.shape[1])]
     peer = nannyml_cbpe({"p": ref_p, "labels": ref_y}, class_names)
 
@@ -223,7 +226,8 @@ def main() -> None:
                     "realised": {m: real[m] for m in METRICS},
                     "estimated": {m: est[m] for m in METRICS},
                     "uncalibrated": {m: raw_est[m] for m in METRICS},
-                    "band": est["band"],
+                    "sampling_band": est["band"],
+                    "band": widen(est, thresholds.calibration_sd),
                     "alert": any(verdict["estimated"]["dropped"].values()),
                     "realised_drop": any(verdict["realised"]["dropped"].values()),
                 }
@@ -246,6 +250,16 @@ def main() -> None:
             **{f"estimated_{m}": float(np.mean([r["estimated"][m] for r in rs])) for m in METRICS},
             **{f"mae_{m}": mae("estimated", m) for m in METRICS},
             **{f"mae_uncalibrated_{m}": mae("uncalibrated", m) for m in METRICS},
+            "sampling_band_covers_accuracy": float(
+                np.mean(
+                    [
+                        r["sampling_band"]["accuracy"][0]
+                        <= r["realised"]["accuracy"]
+                        <= r["sampling_band"]["accuracy"][1]
+                        for r in rs
+                    ]
+                )
+            ),
             "band_covers_accuracy": float(
                 np.mean(
                     [

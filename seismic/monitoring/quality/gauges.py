@@ -4,8 +4,8 @@
 gauge (labels)                              value
 ==========================================  ===========================================================
 seismic_quality_estimated (metric)          label-free (CBPE) accuracy / macro_f1 of the latest window
-seismic_quality_estimated_band (metric,     5 % and 95 % bounds of the estimate's sampling band
-  bound)
+seismic_quality_estimated_band (metric,     5 % and 95 % bounds of the estimate (sampling and
+  bound)                                    calibration error)
 seismic_quality_estimated_drop (metric)     reference estimate minus the window's
 seismic_quality_drop_threshold (kind,       the drop that alerts, learnt from the reference (kind:
   metric)                                   estimated or realised)
@@ -55,7 +55,7 @@ def performance_families(window: Mapping[str, Any]) -> list[Metric]:
             threshold.add_metric([kind, metric], float(values[metric]))
     out.append(threshold)
     band = GaugeMetricFamily(
-        "seismic_quality_estimated_band", "Sampling band of the estimate", labels=["metric", "bound"]
+        "seismic_quality_estimated_band", "5-95 % band of the estimate", labels=["metric", "bound"]
     )
     for metric, (low, high) in (est.get("band") or {}).items():
         band.add_metric([metric, "p5"], low)

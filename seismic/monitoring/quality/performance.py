@@ -14,9 +14,9 @@ from the expected F1 by far less than the band). Like CBPE it holds when the dat
 covariate shift the model was never calibrated for (noise, a phase rotation) breaks calibration, and the
 estimate with it (``benchmarks/quality.py`` measures by how much).
 
-**Band.** The 5-95 % range of the realised metrics a calibrated model would give on this window: labels are
-drawn from each row's probabilities ``n_draws`` times (seeded) and the metrics recomputed; it is the sampling
-error, not the calibration error.
+**Band.** The 5-95 % range of the realised metrics a calibrated model would give on this window (labels
+drawn from each row's probabilities ``n_draws`` times, seeded, the metrics recomputed: the sampling error),
+widened by the calibration error measured on the reference chunks (:func:`widen`).
 
 **Alert threshold.** From the reference profile, like the drift thresholds: the reference is cut into the same
 chunks of (survey, inline) blocks, each chunk's estimate is compared with the whole reference's, and a drop is
@@ -121,6 +121,7 @@ class PerformanceThresholds:
     reference_realised: dict[str, float]
     max_drop: dict[str, dict[str, float]]  # {"estimated" | "realised": {metric: drop that alarms}}
     chunk_drops: dict[str, dict[str, list[float]]]
+    calibration_sd: dict[str, float]  # sd of (estimate - realised) on reference chunks beyond sampling error
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,7 +129,21 @@ class PerformanceThresholds:
             "reference_realised": self.reference_realised,
             "max_drop": self.max_drop,
             "chunk_drops": self.chunk_drops,
+            "calibration_sd": self.calibration_sd,
         }
+
+
+def widen(estimate: dict[str, Any], calibration_sd: dict[str, float]) -> dict[str, list[float]]:
+    """The 5-95 % band of each metric with the calibration error added to the sampling band in quadrature:
+    the sampling band alone says how far a *calibrated* model's realised metric strays, and a model is never
+    exactly calibrated on new data (on the reference chunks the excess error is ``calibration_sd``)."""
+    out = {}
+    for m, (low, high) in estimate["band"].items():
+        centre = estimate[m]
+        below = np.hypot(centre - low, 1.645 * calibration_sd[m])
+        above = np.hypot(high - centre, 1.645 * calibration_sd[m])
+        out[m] = [float(centre - below), float(centre + above)]
+    return out
 
 
 def fit_thresholds(
@@ -155,15 +170,22 @@ def fit_thresholds(
         "realised": metrics(confusion(labels, predicted, n_classes)),
     }
     drops: dict[str, dict[str, list[float]]] = {kind: {m: [] for m in METRICS} for kind in whole}
+    errors: dict[str, list[float]] = {m: [] for m in METRICS}  # estimate - realised, per chunk
+    sampling: dict[str, list[float]] = {m: [] for m in METRICS}  # the sampling variance of that difference
     for c in np.unique(chunks):
         rows = chunks == c
         part = {
-            "estimated": metrics(expected_confusion(p[rows], predicted[rows])),
+            "estimated": estimated_metrics(p[rows], predicted[rows], n_draws=100, seed=int(c)),
             "realised": metrics(confusion(labels[rows], predicted[rows], n_classes)),
         }
         for kind in whole:
             for m in METRICS:
                 drops[kind][m].append(float(whole[kind][m] - part[kind][m]))
+        for m in METRICS:
+            errors[m].append(part["estimated"][m] - part["realised"][m])
+            sampling[m].append(
+                ((part["estimated"]["band"][m][1] - part["estimated"]["band"][m][0]) / 3.29) ** 2
+            )
     max_drop = {
         kind: {m: float(max(max(d), z * np.sqrt(np.mean(np.square(d))), min_drop)) for m, d in per.items()}
         for kind, per in drops.items()
@@ -173,6 +195,9 @@ def fit_thresholds(
         reference_realised={m: float(whole["realised"][m]) for m in METRICS},
         max_drop=max_drop,
         chunk_drops=drops,
+        calibration_sd={
+            m: float(np.sqrt(max(0.0, np.mean(np.square(errors[m])) - np.mean(sampling[m])))) for m in METRICS
+        },
     )
 
 

@@ -4,7 +4,7 @@
 confusion matrix of the CBPE estimate and, for rows whose late label has arrived, the realised confusion
 matrix. :meth:`PerformanceCounts.summary` is the window's ``performance`` entry of the drift report::
 
-    {"estimated": {"accuracy", "macro_f1", "recall", "rows", "band": {metric: [p5, p95]}},
+    {"estimated": {"accuracy", "macro_f1", "recall", "rows", "band": {metric: [p5, p95]}, "sampling_band"},
      "realised": {"accuracy", "macro_f1", "recall", "rows"} | null,      # null: no label came back
      "labelled_rows": int, "labelled_fraction": float,
      "reference": {"estimated": {...}, "realised": {...}}, "max_drop": {kind: {metric: threshold}},
@@ -30,6 +30,7 @@ from seismic.monitoring.quality.performance import (
     fit_thresholds,
     judge,
     metrics,
+    widen,
 )
 
 
@@ -137,10 +138,11 @@ class PerformanceCounts:
             return None
         estimated = metrics(self.expected, class_names)
         if sample is not None and len(sample["predictions"]):
-            band = estimated_metrics(
+            sampled = estimated_metrics(
                 sample["probabilities"], sample["predictions"], n_draws=s.n_draws, seed=seed
-            )["band"]
-            estimated["band"] = band
+            )
+            estimated["sampling_band"] = sampled["band"]
+            estimated["band"] = widen(estimated | {"band": sampled["band"]}, thresholds.calibration_sd)
         labelled = int(self.realised.sum())
         realised = metrics(self.realised, class_names) if labelled else None
         return {
