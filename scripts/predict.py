@@ -65,6 +65,8 @@ def main(cfg: DictConfig) -> None:
                             s.log.directory,
                             dt_ms=model.dt_ms,
                             sample_fraction=s.log.sample_fraction,
+                            feature_fraction=s.log.feature_fraction,
+                            feature_rate=s.log.feature_rate,
                             max_buffer_rows=s.log.max_buffer_rows,
                         )
                     )

@@ -7,6 +7,13 @@ its final one and renamed when complete, so a reader (:func:`read_inference_log`
 
 Schema and reader: :mod:`serving.inference_log_schema` (re-exported here).
 
+What each row holds: every served window's outputs (class, probabilities, embedding, latency), and its
+handcrafted features only for a bounded sample (``has_features``). Those features cost about as much CPU as
+the network for a 32 x 64 patch (~130 us), so computing them for every window would halve a busy server's
+throughput; the monitor needs a few thousand feature rows per window, not millions. A token bucket caps
+feature rows at ``feature_rate`` windows/s per process (bursts up to one second's worth), after an optional
+``feature_fraction`` draw; ``sample_fraction`` still drops whole rows, for logs that must stay small.
+
 Delivery: :meth:`~InferenceLogWriter.log` only samples and enqueues (microseconds, never blocks, never raises
 for I/O); a daemon thread computes the features and writes a file per partition when ``flush_rows`` rows are
 waiting or the oldest has waited ``flush_seconds``. The buffer is bounded by ``max_buffer_rows`` (queued plus
@@ -18,8 +25,8 @@ lasting one fills the buffer and then drops new rows rather than stalling the AP
 :func:`install_sigterm_flush` in a plain process. Under uvicorn the server closes the writer in its lifespan
 shutdown instead (uvicorn turns SIGTERM into a graceful shutdown and owns the handler).
 
-Memory: a queued row holds its raw window (``4 W T`` bytes: 8 KiB for a 32 x 64 patch), a processed one
-~0.5 KiB, so the worst case is about ``max_buffer_rows * 4 W T`` bytes.
+Memory: a queued feature row holds its raw window (``4 W T`` bytes: 8 KiB for a 32 x 64 patch), any other
+row ~0.5 KiB, so the worst case is about ``max_buffer_rows * 4 W T`` bytes.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ class InferenceLogStats:
     rows_written: int
     rows_dropped: int  # buffer full, or logged after close()
     rows_sampled_out: int
+    rows_with_features: int  # accepted rows whose features are computed (feature_fraction, feature_rate)
     rows_lost: int  # still unwritable when close() gave up
     rows_pending: int  # accepted, not yet written or lost
     files_written: int
@@ -84,11 +92,29 @@ class _Item:
     request_id: str
     model_version: str
     index: np.ndarray
-    windows: np.ndarray
+    has_features: np.ndarray  # per row
+    windows: np.ndarray  # the rows with features only
     classes: np.ndarray
     probabilities: np.ndarray
     embeddings: np.ndarray
     latency_s: float
+
+
+class _TokenBucket:
+    """At most ``rate`` tokens a second on average and ``rate`` (one second's worth) at once."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.last = time.monotonic()
+
+    def take(self, wanted: int) -> int:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        granted = min(wanted, int(self.tokens))
+        self.tokens -= granted
+        return granted
 
 
 class _Flush:
@@ -102,7 +128,8 @@ class _Flush:
 class InferenceLogWriter:
     """Background Parquet writer of the inference log (see the module docstring for schema and guarantees).
 
-    ``sample_fraction`` keeps each window with that probability (``seed`` makes the draw reproducible);
+    ``sample_fraction`` keeps each window with that probability; of the kept ones, ``feature_fraction`` of
+    them, at most ``feature_rate`` a second (None: no cap), carry features (``seed``: reproducible draws);
     ``dt_ms`` is the sample interval the features need (the model's ``metadata["dt_ms"]``).
     Thread-safe: ``log`` may be called from any thread, also from a signal handler's thread while another
     call is under way (the writer thread never takes the callers' lock).
@@ -117,6 +144,8 @@ class InferenceLogWriter:
         flush_seconds: float = 10.0,
         max_buffer_rows: int = 16384,
         sample_fraction: float = 1.0,
+        feature_fraction: float = 1.0,
+        feature_rate: float | None = None,
         seed: int | None = None,
     ) -> None:
         if not (np.isfinite(dt_ms) and dt_ms > 0):
@@ -130,15 +159,23 @@ class InferenceLogWriter:
             raise ValueError(f"flush_seconds must be > 0, got {flush_seconds}")
         if not 0.0 <= sample_fraction <= 1.0:
             raise ValueError(f"sample_fraction must be in [0, 1], got {sample_fraction}")
+        if not 0.0 <= feature_fraction <= 1.0:
+            raise ValueError(f"feature_fraction must be in [0, 1], got {feature_fraction}")
+        if feature_rate is not None and not (np.isfinite(feature_rate) and feature_rate > 0):
+            raise ValueError(
+                f"feature_rate must be a positive number of windows per second or null, got {feature_rate}"
+            )
         self.directory = Path(directory)
         self.dt_ms = float(dt_ms)
         self.flush_rows, self.flush_seconds, self.max_buffer_rows = flush_rows, flush_seconds, max_buffer_rows
         self.sample_fraction = sample_fraction
+        self.feature_fraction = feature_fraction
+        self._bucket = None if feature_rate is None else _TokenBucket(float(feature_rate))
         self._rng = np.random.default_rng(seed)
         # Producer side (under _lock): only callers of log() touch these; the writer thread only reads
         # _accepted, and keeps its own counters, so it can never wait for a caller (see the class docstring).
         self._lock = threading.Lock()
-        self._accepted = self._dropped = self._sampled_out = 0
+        self._accepted = self._dropped = self._sampled_out = self._with_features = 0
         self._closed = False
         self._last_warning = -np.inf
         self._dropped_since_warning = 0
@@ -182,8 +219,12 @@ class InferenceLogWriter:
                 self._drop(keep.size - room)
                 keep = keep[:room]
             self._accepted += keep.size
+            featured = self._feature_rows(keep.size)
+            self._with_features += featured.size
         if keep.size == 0:
             return
+        has_features = np.zeros(keep.size, dtype=bool)
+        has_features[featured] = True
         # copies (fancy indexing): the caller may reuse its arrays as soon as this returns
         self._queue.put(
             _Item(
@@ -191,13 +232,25 @@ class InferenceLogWriter:
                 str(request_id),
                 str(model_version),
                 keep.astype(np.int32),
-                np.asarray(windows, dtype=np.float32)[keep],
+                has_features,
+                np.asarray(windows, dtype=np.float32)[keep[featured]],
                 np.asarray(classes)[keep],
                 np.asarray(probabilities, dtype=np.float32)[keep],
                 np.asarray(embeddings, dtype=np.float32)[keep],
                 float(latency_s),
             )
         )
+
+    def _feature_rows(self, n: int) -> np.ndarray:
+        """Positions (sorted) among the ``n`` kept rows that get features: the fraction, then the rate cap."""
+        rows = np.arange(n)
+        if self.feature_fraction < 1.0:
+            rows = rows[self._rng.random(n) < self.feature_fraction]
+        if self._bucket is not None and rows.size:
+            granted = self._bucket.take(rows.size)
+            if granted < rows.size:  # a random subset: the first windows of a request are no better
+                rows = np.sort(self._rng.choice(rows, granted, replace=False))
+        return rows
 
     def _drop(self, n: int) -> None:
         """Count dropped rows; warn at most every _WARN_INTERVAL_S (a full buffer drops on every request)."""
@@ -223,6 +276,7 @@ class InferenceLogWriter:
             rows_written=written,
             rows_dropped=self._dropped,
             rows_sampled_out=self._sampled_out,
+            rows_with_features=self._with_features,
             rows_lost=lost,
             rows_pending=self._accepted - written - lost,
             files_written=self._files,
@@ -344,14 +398,19 @@ class InferenceLogWriter:
 
         probs = np.concatenate([i.probabilities for i in group])
         emb = np.concatenate([i.embeddings for i in group])
-        features = window_features(np.concatenate([i.windows for i in group]), self.dt_ms)
+        has = np.concatenate([i.has_features for i in group])
+        features = np.full((len(has), len(FEATURE_NAMES)), np.nan)
+        if has.any():
+            features[has] = window_features(np.concatenate([i.windows for i in group]), self.dt_ms)
         columns: dict[str, Any] = {
             "timestamp": per_row([i.micros for i in group], "datetime64[us]"),
             "request_id": per_row([i.request_id for i in group], object),
             "model_version": per_row([i.model_version for i in group], object),
             "window_index": np.concatenate([i.index for i in group]),
+            "has_features": has,
         }
-        columns.update({name: features[:, j] for j, name in enumerate(FEATURE_NAMES)})
+        # null, not NaN, where no features were computed: NaN is a feature value a broken window can have
+        columns.update({name: pa.array(features[:, j], mask=~has) for j, name in enumerate(FEATURE_NAMES)})
         columns["predicted_class"] = np.concatenate([i.classes for i in group]).astype(np.int32)
         columns["max_probability"] = probs.max(axis=1)
         columns["probabilities"] = pa.FixedSizeListArray.from_arrays(probs.ravel(), probs.shape[1])

@@ -1,6 +1,6 @@
 """The inference log's schema, and its reader for the monitoring job (pyarrow only).
 
-Schema (:data:`LOG_SCHEMA_VERSION` 1; also in each file's Parquet metadata as
+Schema (:data:`LOG_SCHEMA_VERSION` 2; also in each file's Parquet metadata as
 ``seismic.inference_log``):
 
 =====================  ===============================  ===================================================
@@ -10,7 +10,10 @@ column                 type                             meaning
 ``request_id``         string                           the caller's request id (shared by a request's rows)
 ``model_version``      string                           the model version that answered
 ``window_index``       int32                            position of the window in its request
-one per feature        float64                          :data:`seismic.features.FEATURE_NAMES`, of the raw
+``has_features``       bool                             whether the feature columns were computed (a
+                                                        rate-capped sample); null in version 1 files,
+                                                        where every row has them
+one per feature        float64, null without features   :data:`seismic.features.FEATURE_NAMES`, of the raw
                                                         window (what the client sent, before the model's
                                                         normalisation: what the reference profile holds)
 ``predicted_class``    int32                            class id (argmax of the probabilities)
@@ -41,7 +44,7 @@ from seismic.features import FEATURE_NAMES
 
 __all__ = ["LOG_SCHEMA_VERSION", "PARTITIONING", "log_schema", "read_inference_log"]
 
-LOG_SCHEMA_VERSION = 1
+LOG_SCHEMA_VERSION = 2  # 2 added has_features (features of a sample of rows only)
 _METADATA_KEY = b"seismic.inference_log"
 PARTITIONING = pa.schema([("date", pa.string()), ("hour", pa.int32())])
 
@@ -58,6 +61,7 @@ def log_schema(n_classes: int | None = None, embedding_dim: int | None = None) -
             ("request_id", pa.string()),
             ("model_version", pa.string()),
             ("window_index", pa.int32()),
+            ("has_features", pa.bool_()),
             *[(name, pa.float64()) for name in FEATURE_NAMES],
             ("predicted_class", pa.int32()),
             ("max_probability", pa.float32()),

@@ -61,6 +61,8 @@ class Service:
                 flush_seconds=cfg.flush_seconds,
                 max_buffer_rows=cfg.max_buffer_rows,
                 sample_fraction=cfg.sample_fraction,
+                feature_fraction=cfg.feature_fraction,
+                feature_rate=cfg.feature_rate,
             )
         elif self.writer is not None and model.dt_ms != self.writer.dt_ms:
             # the features are computed with the writer's dt; a model on another sample interval would log

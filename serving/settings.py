@@ -56,6 +56,8 @@ class InferenceLogSettings(_Section):
     flush_seconds: float = Field(default=5.0, gt=0)
     max_buffer_rows: int = Field(default=65536, ge=1)
     sample_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
+    feature_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
+    feature_rate: float | None = Field(default=2000.0, gt=0, description="feature rows/s; null: no cap")
 
 
 class AuthSettings(_Section):

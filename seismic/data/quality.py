@@ -266,21 +266,21 @@ def check_survey(
 
 
 def _header_issues(f: Any, step: int, policy: QualityPolicy) -> list[QualityIssue]:
-    """``ns_mismatch`` / ``dt_mismatch``: trace header words that are set and differ from the binary one."""
-    try:
-        with f.path.open("rb") as fh:
-            fh.seek(3216)  # binary header: dt at bytes 3217-3218, ns at 3221-3222
-            raw = fh.read(6)
-    except OSError as err:
-        raise SeismicIOError(f.path, f"cannot read the binary header: {err.strerror or err}") from err
-    order = "little" if f.endian == "little" else "big"
-    dt_bin, ns_bin = int.from_bytes(raw[0:2], order), int.from_bytes(raw[4:6], order)
-    refs = {"ns": (ns_bin, f.n_samples, 115, 3221), "dt": (dt_bin, round(f.dt_ms * 1000), 117, 3217)}
+    """``ns_mismatch`` / ``dt_mismatch``: trace header words that are set and differ from the binary one.
+
+    The binary values are the reader's own (signed, as segyio reads both headers): a "negative" binary
+    interval is invalid, so the one the reader uses is the reference, not 65.5 ms read unsigned."""
+    layout = f.layout
+    refs = {
+        "ns": (layout.binary_samples, f.n_samples, 115, 3221),
+        "dt": (layout.binary_dt_us, round(f.dt_ms * 1000), 117, 3217),
+    }
     bad: dict[str, list[np.ndarray]] = {key: [np.empty((2, 0), np.int64)] for key in refs}
     n, header_step = f.n_traces, max(step, 1 << 16)  # header words only: a few bytes a trace
     for s in range(0, n, header_step):
         for key, values in f.trace_headers(slice(s, min(s + header_step, n)), fields=tuple(refs)).items():
-            hit = np.flatnonzero((values != 0) & (values != (refs[key][0] or refs[key][1])))
+            binary, used = refs[key][:2]
+            hit = np.flatnonzero((values != 0) & (values != (binary if binary > 0 else used)))
             bad[key].append(np.stack([s + hit, values[hit]]))
     issues = []
     for key, (binary, used, byte, bin_byte) in refs.items():
@@ -289,7 +289,7 @@ def _header_issues(f: Any, step: int, policy: QualityPolicy) -> list[QualityIssu
             found, counts = np.unique(values, return_counts=True)
             shown = ", ".join(f"{v} ({c} traces)" for v, c in list(zip(found, counts, strict=True))[:4])
             issue = issue_for(f"{key}_mismatch", idx, n, policy, _by_index)
-            ref = binary or f"0 (unset; the reader uses {used})"
+            ref = binary if binary > 0 else f"{binary} (unset or invalid; the reader uses {used})"
             issue.message += (
                 f": binary header bytes {bin_byte}-{bin_byte + 1} say {ref}, "
                 f"trace header bytes {byte}-{byte + 1} say {shown}"

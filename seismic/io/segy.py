@@ -12,7 +12,9 @@ Rules, and why:
 * **Byte order, format, sample count and interval** come from :mod:`seismic.io.segy_headers`, which
   checks the headers against the file size before segyio sees the file: the binary header wins when it
   fits, the first trace header is the fallback, and every disagreement is logged and kept in
-  :attr:`SegyFile.header_notes`.
+  :attr:`SegyFile.header_notes`. SEG-Y rev 0-2 are read: every rev 2 sample format but the obsolete
+  code 4, the extended sample count, trace header extensions, and Seismic Unix files (no file header);
+  samples are always returned as float32 (:mod:`seismic.io.segy_formats`).
 * **Errors** are always a :class:`SeismicIOError` subclass whose message names the file and the cause;
   segyio's own ``RuntimeError``/``OSError``/``ValueError`` never escape.
 """
@@ -34,6 +36,7 @@ from seismic.io.errors import (
     SegyTruncatedError,
     SeismicIOError,
 )
+from seismic.io.segy_formats import carrier, decode
 from seismic.io.segy_headers import (
     COMMON_GEOMETRY_BYTES,
     TRACE_FIELDS,
@@ -71,21 +74,24 @@ def _segyio_errors(path: Path, doing: str) -> Iterator[None]:
 
 
 def _open_segyio(path: Path, layout: SegyLayout, iline: int, xline: int, geometry: bool) -> Any:
-    """Open with segyio's public API, or -- when the binary header's sample count is wrong but the
-    trace header's fits -- hand segyio the validated numbers through its own creation path (the only
-    way to make segyio read such a file without rewriting its header)."""
-    if layout.n_samples == layout.binary_samples:
+    """Open with segyio's public API (``segyio.open``, or ``segyio.su.open`` for Seismic Unix) when its own
+    reading of the headers is right; else -- a wrong binary sample count, the rev 2 extended count, trace
+    header extensions, 24-bit samples -- hand segyio the validated layout through its own creation path
+    (the only way to make segyio read such a file without rewriting its header; see
+    :func:`seismic.io.segy_formats.carrier`)."""
+    if layout.seismic_unix:
+        return segyio.su.open(
+            path, "r", iline=iline, xline=xline, ignore_geometry=not geometry, endian=layout.endian
+        )
+    if layout.segyio_native:
         return segyio.open(
             path, "r", iline=iline, xline=xline, ignore_geometry=not geometry, endian=layout.endian
         )
+    fmt, samples = carrier(layout.format_code, layout.n_samples, layout.trace_ext)
     fd = segyio._segyio.segyiofd(str(path), "r", 256 if layout.endian == "little" else 0)
-    fd.segymake(
-        samples=layout.n_samples,
-        tracecount=layout.n_traces,
-        format=layout.format_code,
-        ext_headers=layout.ext_headers,
-    )
+    fd.segymake(samples=samples, tracecount=layout.n_traces, format=fmt, ext_headers=layout.ext_headers)
     f = segyio.SegyFile(fd, filename=str(path), mode="r", iline=iline, xline=xline, endian=layout.endian)
+    f._samples = np.arange(samples, dtype=np.float64)  # segyio.open sets it; its line reads need the length
     if geometry:
         importlib.import_module("segyio.open").infer_geometry(f, fd.metrics(), iline, xline, True)
     return f
@@ -108,6 +114,9 @@ class SegyFile:
         if self.iline_byte == self.xline_byte:
             raise ValueError(f"iline and xline must be different header bytes, both are {iline}")
         layout = probe_layout(self.path, endian)
+        self.layout = layout  # the validated header facts, including the binary header's own values
+        # samples per trace as segyio sees them (extension headers, 24-bit bytes): decoded by _decode
+        self._stored_samples = carrier(layout.format_code, layout.n_samples, layout.trace_ext)[1]
         self.endian: Literal["big", "little"] = layout.endian  # type: ignore[assignment]
         self.format_code = layout.format_code
         self.format_name = layout.format_name
@@ -211,7 +220,11 @@ class SegyFile:
         """Traces [start, stop) as float32; one contiguous segyio read over the memory map."""
         with _segyio_errors(self.path, f"reading traces {start}-{stop - 1}"):
             data = self._handle().trace.raw[start:stop]
-        return np.asarray(data, dtype=np.float32).reshape(stop - start, self.n_samples)
+        return self._decode(np.asarray(data).reshape(stop - start, self._stored_samples))
+
+    def _decode(self, data: np.ndarray) -> np.ndarray:
+        """segyio's samples ``[k, m]`` -> float32 ``[k, n_t]`` (extension headers cut, 24-bit assembled)."""
+        return decode(data, self.format_code, self.n_samples, self.endian)
 
     def read_traces(self, indices: int | Sequence[int] | np.ndarray | slice) -> np.ndarray:
         """Traces by position in the file, float32 ``[k, n_t]``, in the order asked (any file kind).
@@ -259,7 +272,7 @@ class SegyFile:
             with _segyio_errors(self.path, f"reading inlines {start}-{stop - 1}"):
                 for i, il in enumerate(inlines[start:stop]):
                     for j, off in enumerate(offsets):
-                        out[i, :, j] = f.iline[int(il), int(off)]
+                        out[i, :, j] = self._decode(f.iline[int(il), int(off)])
         return out[:, :, 0] if self.kind == "cube" else out
 
     def read_all(self) -> np.ndarray:

@@ -3,8 +3,9 @@
 For results computed per sample of a post-stack cube (class volumes, probabilities): the output has the
 template's textual, binary, extended and trace headers byte for byte (coordinates, line numbers, scalars,
 everything a loader keys on), its trace order and byte order; only the sample format code (binary header
-bytes 3225-3226) and the samples change. The binary header's sample count is set to the real one when the
-template's was wrong (:mod:`seismic.io.segy_headers` read the file by its trace headers then).
+bytes 3225-3226) and the samples change (rev 2 trace header extensions are copied with their trace header).
+The binary header's sample count is set to the real one when the template's was wrong
+(:mod:`seismic.io.segy_headers` read the file by its trace headers then).
 
 Headers are copied as raw bytes with ``os.pread``/``os.pwrite`` rather than through segyio: segyio's
 ``spec`` rebuilds the headers from a few fields and loses the rest, and copying 240 bytes per trace as
@@ -25,18 +26,13 @@ import numpy as np
 from seismic.io.atomic import atomic_file
 from seismic.io.errors import SeismicIOError
 from seismic.io.segy import SegyFile
-from seismic.io.segy_headers import (
-    HEADER_BYTES,
-    SUPPORTED_FORMATS,
-    TEXT_BYTES,
-    TRACE_HEADER_BYTES,
-    probe_layout,
-)
+from seismic.io.segy_headers import TEXT_BYTES, TRACE_HEADER_BYTES
 
 #: Output sample formats: name -> (SEG-Y format code, numpy dtype without byte order).
 OUTPUT_FORMATS: dict[str, tuple[int, str]] = {"int8": (8, "i1"), "int16": (3, "i2"), "ieee": (5, "f4")}
 _FORMAT_POS = TEXT_BYTES + 24  # binary header bytes 3225-3226
 _SAMPLES_POS = TEXT_BYTES + 20  # binary header bytes 3221-3222
+_EXT_SAMPLES_POS = TEXT_BYTES + 68  # binary header bytes 3269-3272 (rev 2 extended sample count)
 
 
 def _pwrite_all(fd: int, data: Any, offset: int) -> None:
@@ -60,6 +56,12 @@ class SegyLikeWriter:
             raise SeismicIOError(
                 template.path, f"a {template.kind} file has no post-stack inline/crossline grid to copy"
             )
+        if template.layout.seismic_unix:
+            raise SeismicIOError(
+                template.path,
+                "a Seismic Unix template has no binary header to record the output's sample format in; "
+                "convert it to SEG-Y first (SU's segyhdrs + segywrite)",
+            )
         if sample_format not in OUTPUT_FORMATS:
             raise ValueError(f"sample_format must be one of {sorted(OUTPUT_FORMATS)}, got {sample_format!r}")
         self.template = template
@@ -70,12 +72,12 @@ class SegyLikeWriter:
         code, kind = OUTPUT_FORMATS[sample_format]
         order = ">" if template.endian == "big" else "<"
         self._code, self._dtype = code, np.dtype(order + kind)
-        layout = probe_layout(template.path, template.endian)
+        layout = self._layout = template.layout
         self._n_il, self._n_xl = len(template.inlines), len(template.crosslines)  # type: ignore[arg-type]
         self._n_t = template.n_samples
-        self._in_offset = HEADER_BYTES + TEXT_BYTES * layout.ext_headers
-        self._in_trace = TRACE_HEADER_BYTES + self._n_t * SUPPORTED_FORMATS[layout.format_code][1]
-        self._out_trace = TRACE_HEADER_BYTES + self._n_t * self._dtype.itemsize
+        self._in_offset, self._in_trace = layout.data_offset, layout.trace_bytes
+        self._head = TRACE_HEADER_BYTES * (1 + layout.trace_ext)  # trace header + rev 2 extensions, copied
+        self._out_trace = self._head + self._n_t * self._dtype.itemsize
         self._written = np.zeros((self._n_il, self._n_xl), dtype=bool)
         self._stack = contextlib.ExitStack()
         self._in_fd = self._out_fd = -1
@@ -89,7 +91,11 @@ class SegyLikeWriter:
             self._stack.callback(os.close, self._out_fd)
             head = bytearray(os.pread(self._in_fd, self._in_offset, 0))
             head[_FORMAT_POS : _FORMAT_POS + 2] = self._code.to_bytes(2, self.template.endian)
-            head[_SAMPLES_POS : _SAMPLES_POS + 2] = self._n_t.to_bytes(2, self.template.endian)
+            # over 65535 samples only the rev 2 extended count can hold it (then 0 in the 16-bit one)
+            short = self._n_t if self._n_t <= 0xFFFF else 0
+            head[_SAMPLES_POS : _SAMPLES_POS + 2] = short.to_bytes(2, self.template.endian)
+            if self._layout.ext_samples:
+                head[_EXT_SAMPLES_POS : _EXT_SAMPLES_POS + 4] = self._n_t.to_bytes(4, self.template.endian)
             _pwrite_all(self._out_fd, bytes(head), 0)
             # the full size up front: traces may come in any order
             os.ftruncate(self._out_fd, self._in_offset + self.template.n_traces * self._out_trace)
@@ -145,9 +151,7 @@ class SegyLikeWriter:
             if len(raw) != n * self._in_trace:
                 raise SeismicIOError(self.template.path, f"cannot read trace headers {first}-{first + n - 1}")
             out = np.empty((n, self._out_trace), dtype=np.uint8)
-            out[:, :TRACE_HEADER_BYTES] = np.frombuffer(raw, np.uint8).reshape(n, self._in_trace)[
-                :, :TRACE_HEADER_BYTES
-            ]
-            out[:, TRACE_HEADER_BYTES:] = samples[lo:hi].view(np.uint8).reshape(n, -1)
+            out[:, : self._head] = np.frombuffer(raw, np.uint8).reshape(n, self._in_trace)[:, : self._head]
+            out[:, self._head :] = samples[lo:hi].view(np.uint8).reshape(n, -1)
             _pwrite_all(self._out_fd, out.data, self._in_offset + first * self._out_trace)
         self._written[start : start + k] = True

@@ -128,8 +128,9 @@ def write_cube(
     if endian not in ("big", "little"):
         raise ValueError(f"endian must be 'big' or 'little', got {endian!r}")
     dt_us = round(float(dt_ms) * 1000)
-    if not 0 < dt_us <= 65535 or abs(dt_us - float(dt_ms) * 1000) > 1e-6 * dt_us:
-        raise ValueError(f"dt_ms must be a whole number of microseconds in (0, 65.535] ms, got {dt_ms}")
+    # signed 16-bit on disk (SEG-Y rev 2; segyio and this package's reader read it so)
+    if not 0 < dt_us <= 32767 or abs(dt_us - float(dt_ms) * 1000) > 1e-6 * dt_us:
+        raise ValueError(f"dt_ms must be a whole number of microseconds in (0, 32.767] ms, got {dt_ms}")
     if n_t > _MAX_SAMPLES:
         raise ValueError(f"{n_t} samples per trace exceed the SEG-Y limit of {_MAX_SAMPLES}")
     iline, xline = check_header_byte("iline", iline), check_header_byte("xline", xline)

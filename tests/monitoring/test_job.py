@@ -89,6 +89,49 @@ def setup(tmp_path_factory):
     return model_dir, log_dir
 
 
+@pytest.fixture(scope="module")
+def sampled_logs(setup, tmp_path_factory):
+    """The same traffic as ``setup`` logged with features for half, then a tenth, of the rows."""
+    model_dir, _ = setup
+    root = tmp_path_factory.mktemp("sampled")
+    survey = generate_survey(SyntheticSurveyConfig(n_inlines=32, n_crosslines=24, n_samples=320, seed=11))
+    net = _Net(float(survey.amplitudes.std()))
+    logs = {}
+    for fraction in (0.5, 0.1):
+        log_dir = logs[fraction] = root / f"log-{fraction}"
+        with InferenceLogWriter(
+            log_dir, dt_ms=survey.dt_ms, flush_rows=10_000, feature_fraction=fraction, seed=1
+        ) as writer:
+            for k in range(5):
+                c = sample_centres(survey.labels, WINDOW_ROWS, SPEC, balance=False, seed=100 + k)
+                x = extract_windows(survey.amplitudes, *c, SPEC) * (3.0 if k >= 3 else 1.0)
+                p, e = net(x)
+                writer.log(f"r{k}", "1", x, p.argmax(axis=1), p, e, 0.01)
+    return model_dir, logs
+
+
+def test_features_of_a_sample_of_rows_feed_the_feature_tests_only(sampled_logs):
+    model_dir, logs = sampled_logs
+    ref = load_reference(model_dir, DriftConfig.from_mapping({**FAST, "min_rows": 200}))
+    half = run_monitoring(_settings(logs[0.5], WINDOW_ROWS, compare_previous=False), ref)["windows"]
+    assert [w["drifted"] for w in half] == [False, False, False, True, True]
+    for w in half:
+        rows = w["rows"]
+        assert rows["predictions"] == rows["embedding"] == WINDOW_ROWS  # every row's outputs
+        assert 200 <= rows["raw"] < 400 and w["insufficient_families"] == []  # ~300 rows with features
+        assert w["window"]["quality"]["feature_rows"] == rows["raw"]
+        assert all(f["n_current"] == rows["raw"] for f in w["raw"]["features"])
+    assert half[3]["raw"]["drifted"] and half[3]["polarity"] is not None
+
+    tenth = run_monitoring(_settings(logs[0.1], WINDOW_ROWS), ref)["windows"]  # previous: no feature family
+    for w in tenth:  # ~60 rows with features: too few for the feature tests, enough for the others
+        assert w["status"] == "ok" and w["insufficient_families"] == ["raw"]
+        assert w["raw"]["features"] == [] and w["polarity"] is None
+        assert w["rows"]["predictions"] == WINDOW_ROWS
+    assert [w["drifted"] for w in tenth] == [False, False, False, True, True]  # the embedding still sees it
+    assert all(w["embedding"]["drifted"] for w in tenth[3:])
+
+
 def _settings(log_dir, granularity, **kw) -> JobSettings:
     now = dt.datetime.now(dt.UTC)
     return JobSettings(log_dir, now - dt.timedelta(hours=2), now + dt.timedelta(hours=1), granularity, **kw)

@@ -212,3 +212,58 @@ def test_sigterm_under_load_loses_no_row(tmp_path):
     assert len(acked_ids) > 50
     assert acked_ids <= set(logged)
     assert len(logged) == 3 * len(set(logged))  # whole requests only, each row once
+
+
+def test_features_of_a_fraction_of_rows_outputs_of_all(tmp_path):
+    r = request(2000, seed=4)
+    with InferenceLogWriter(tmp_path, dt_ms=DT_MS, feature_fraction=0.25, seed=0) as writer:
+        log(writer, "a", r)
+    table = read_inference_log(tmp_path).sort_by("window_index")
+    has = table.column("has_features").to_numpy(zero_copy_only=False)
+    assert table.num_rows == 2000 and writer.stats.rows_with_features == has.sum()
+    assert 400 < has.sum() < 600  # binomial(2000, 0.25): mean 500, sd 19
+    np.testing.assert_array_equal(table.column("predicted_class").to_numpy(), r["classes"])
+    features = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in FEATURE_NAMES])
+    np.testing.assert_array_equal(features[has], window_features(r["windows"][has], DT_MS))
+    assert table.column(FEATURE_NAMES[0]).null_count == 2000 - has.sum()  # null, not NaN, without features
+
+
+def test_feature_rate_is_capped_by_a_token_bucket(tmp_path):
+    rate = 300.0
+    with InferenceLogWriter(tmp_path, dt_ms=DT_MS, feature_rate=rate, seed=0) as writer:
+        started = time.monotonic()
+        for i in range(40):  # 40 requests of 64 windows over ~1 s: 2560 windows offered
+            log(writer, f"r{i}", request(64, seed=i))
+            time.sleep(0.025)
+        elapsed = time.monotonic() - started
+    stats = writer.stats
+    assert stats.rows_written == 2560
+    # one second's worth at once, then the rate: never more, and the bucket is not starved either
+    assert rate <= stats.rows_with_features <= rate * (1 + elapsed) + 1
+    table = read_inference_log(tmp_path)
+    has = table.column("has_features").to_numpy(zero_copy_only=False)
+    spread = np.bincount(table.column("window_index").to_numpy()[has], minlength=64)
+    assert (spread > 0).sum() > 48  # a random subset of each request, not its first windows
+
+
+def test_version_1_files_read_as_rows_with_features(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with InferenceLogWriter(tmp_path, dt_ms=DT_MS) as writer:
+        log(writer, "a", request(4))
+    (path,) = tmp_path.rglob("*.parquet")
+    old = pq.read_table(path).drop_columns(["has_features"])
+    old = old.replace_schema_metadata({b"seismic.inference_log": b"1"})
+    pq.write_table(old, path)
+    table = read_inference_log(tmp_path)
+    assert table.column("has_features").null_count == 4  # the monitor reads null as "has features"
+    assert pa.compute.all(pa.compute.is_valid(table.column(FEATURE_NAMES[0]))).as_py()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("feature_fraction", 1.5), ("feature_rate", 0.0), ("feature_rate", float("nan"))]
+)
+def test_bad_feature_sampling_options_are_named(tmp_path, option, value):
+    with pytest.raises(ValueError, match=option):
+        InferenceLogWriter(tmp_path, dt_ms=DT_MS, **{option: value})

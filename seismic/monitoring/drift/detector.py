@@ -8,7 +8,10 @@ The monitoring job's API (plain numpy arrays, so it does not depend on the refer
                      window={"id": "2024-05-01T10:00", "against": "baseline"})
     result.drifted, result.to_dict()
 
-Any of the three families may be left out (None) on both sides. To compare with the previous window
+Any of the three families may be left out (None) on both sides. The features may come from a sample of
+the rows (the inference log computes them for a rate-capped sample): pass that sample's predicted classes
+as ``feature_predictions`` (the polarity check needs them), and each family is tested on the rows it has,
+or reported as ``insufficient`` when those are fewer than ``min_rows``. To compare with the previous window
 instead of the baseline, fit a baseline on that window's arrays (its chunks calibrate it).
 
 Verdicts: p-values are corrected (Bonferroni or BH) within each family of one comparison: the KS tests
@@ -293,21 +296,49 @@ def compare(
     features: np.ndarray | None = None,
     predictions: np.ndarray | None = None,
     embeddings: np.ndarray | None = None,
+    feature_predictions: np.ndarray | None = None,
     window: dict[str, Any] | None = None,
 ) -> WindowDrift:
-    """Test one window of current rows against the baseline; the families given must match the baseline's."""
+    """Test one window of current rows against the baseline; the families given must match the baseline's.
+
+    ``predictions`` and ``embeddings`` cover the same rows; ``features`` those rows too, or a sample of them
+    whose classes are ``feature_predictions``.
+    """
     b, c = baseline, baseline.config
     given = {"features": features, "predictions": predictions, "embeddings": embeddings}
     for name, value in given.items():
         if value is not None and getattr(b, name) is None:
             raise ValueError(f"compare: current {name} given but the baseline has no reference {name}")
-    sizes = {len(a) for a in given.values() if a is not None}
-    if len(sizes) != 1:
-        raise ValueError(f"compare: give at least one current array, all with the same rows; got {sizes}")
-    n = sizes.pop()
+    if all(v is None for v in given.values()):
+        raise ValueError("compare: give at least one current array (features, predictions or embeddings)")
+    if features is not None and feature_predictions is None:
+        feature_predictions = predictions
+    aligned = [len(a) for a in (predictions, embeddings) if a is not None]
+    if features is not None and feature_predictions is not None:
+        aligned_f = {len(features), len(feature_predictions)}
+        if len(aligned_f) != 1:
+            raise ValueError(f"compare: features and their predictions differ in rows: {sorted(aligned_f)}")
+    if len(set(aligned)) > 1:
+        raise ValueError(f"compare: predictions and embeddings must have the same rows; got {aligned}")
+    n_f = None if features is None else len(features)
+    n = aligned[0] if aligned else n_f
     info = dict(window or {})
-    if n < c.min_rows:
-        return WindowDrift(window=info, n_current=n, status="insufficient_data")
+    rows = {
+        family: len(value)
+        for family, value in (("raw", features), ("predictions", predictions), ("embedding", embeddings))
+        if value is not None
+    }
+    insufficient = sorted(family for family, count in rows.items() if count < c.min_rows)
+    if len(insufficient) == len(rows):
+        return WindowDrift(
+            window=info, n_current=n, status="insufficient_data", rows=rows, insufficient=insufficient
+        )
+    if "raw" in insufficient:
+        features = feature_predictions = None
+    if "predictions" in insufficient:
+        predictions = None
+    if "embedding" in insufficient:
+        embeddings = None
 
     rng = np.random.default_rng(c.seed)
     families: list[list[float]] = []  # p-values per family, in the order the results are built below
@@ -329,7 +360,7 @@ def compare(
     )
     raw_p = iter([p for fam in families for p in fam])
 
-    result = WindowDrift(window=info, n_current=n, status="ok")
+    result = WindowDrift(window=info, n_current=n, status="ok", rows=rows, insufficient=insufficient)
     if features is not None:
         for j, name in enumerate(b.feature_names):
             p, p_adj = next(raw_p), next(adjusted)
@@ -366,7 +397,7 @@ def compare(
             current_distribution=(cur_counts / max(1.0, cur_counts.sum())).tolist(),
         )
     if features is not None and b.polarity is not None:
-        result.polarity = check_polarity(b.polarity, features, predictions, c.alpha)
+        result.polarity = check_polarity(b.polarity, features, feature_predictions, c.alpha)
     if embeddings is not None:
         tests = []
         for test, stat, thr_key in (("mmd", mmd.mmd2, "mmd"), ("classifier", clf.auc, "classifier")):

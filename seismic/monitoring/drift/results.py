@@ -159,9 +159,11 @@ class PolarityCheck:
 class WindowDrift:
     """One comparison: a window of current rows against a reference (the baseline or the previous window).
 
-    ``status`` is ``"insufficient_data"`` when the window had fewer rows than ``min_rows``: then no test
-    ran and nothing is reported as drift. ``raw``/``predictions``/``embedding`` are None when their input
-    was not given; ``polarity`` when there were no features (or polarity checks are off).
+    ``status`` is ``"insufficient_data"`` when every family had fewer rows than ``min_rows``: then no test
+    ran and nothing is reported as drift. ``rows`` counts the rows each family given saw (``raw``,
+    ``predictions``, ``embedding``); a family below ``min_rows`` is listed in ``insufficient`` and not
+    tested. ``raw``/``predictions``/``embedding`` are None when their input was not given or too small;
+    ``polarity`` when there were no features (or polarity checks are off).
     """
 
     window: dict[str, Any]
@@ -171,6 +173,8 @@ class WindowDrift:
     predictions: PredictionDrift | None = None
     embedding: EmbeddingDrift | None = None
     polarity: PolarityCheck | None = None
+    rows: dict[str, int] = field(default_factory=dict)
+    insufficient: list[str] = field(default_factory=list)
 
     @property
     def raw_drifted(self) -> bool:
@@ -193,6 +197,8 @@ class WindowDrift:
             "status": self.status,
             "drifted": self.drifted,
             "n_current": self.n_current,
+            "rows": dict(self.rows),
+            "insufficient_families": list(self.insufficient),
             "raw": {
                 "drifted": self.raw_drifted,
                 "drifted_features": [f.name for f in self.features if f.drifted],

@@ -39,15 +39,9 @@ from seismic.monitoring.drift.config import DriftConfig
 from seismic.monitoring.drift.detector import Baseline, compare, fit_baseline
 from seismic.monitoring.drift.results import WindowDrift
 from seismic.monitoring.profile import ReferenceProfile
+from seismic.monitoring.quality import window as quality_window
 from seismic.monitoring.quality.performance import PerformanceThresholds
-from seismic.monitoring.quality.window import (
-    PerformanceCounts,
-    QualitySettings,
-    maps,
-    reference_thresholds,
-    run_summary,
-    window_labels,
-)
+from seismic.monitoring.quality.window import PerformanceCounts, QualitySettings
 from seismic.monitoring.reports.html_report import write_html_report
 from seismic.monitoring.reports.json_report import build_report, write_json_report
 from serving.inference_log_schema import read_inference_log
@@ -123,7 +117,7 @@ def _calibration_groups(survey: np.ndarray, inline: np.ndarray) -> tuple[np.ndar
 
 
 def load_reference(
-    model_dir: str | Path, config: DriftConfig, quality: QualitySettings | None = None
+    model_dir: str | Path, config: DriftConfig, settings: QualitySettings | None = None
 ) -> Reference:
     """Fit the baseline on ``model_dir``'s reference profile (``profile.npz`` + ``profile.json``).
 
@@ -163,19 +157,24 @@ def load_reference(
         embedding_dim=int(profile.embedding.shape[1]),
         info=info,
         class_names=list(profile.class_names),
-        performance=reference_thresholds(
+        performance=quality_window.reference_thresholds(
             profile.probabilities,
             profile.labels,
             groups,
             config.calibration.n_chunks,
-            quality or QualitySettings(),
+            settings or QualitySettings(),
         ),
     )
 
 
 @dataclass
 class _Window:
-    """One window's uniform row sample and its data-quality counts over all of its rows."""
+    """One window's uniform row samples (all rows; rows with features) and its data-quality counts.
+
+    The inference log computes features for a rate-capped sample of rows, so the rows with features are
+    sampled on their own: up to ``cap`` of all rows for the prediction and embedding tests, and up to
+    ``cap`` of the rows with features for the feature tests and the polarity check.
+    """
 
     start: dt.datetime | None
     end: dt.datetime | None
@@ -185,11 +184,12 @@ class _Window:
     perf: PerformanceCounts | None = None  # over every row, like the quality counts
 
     def add(self, rows: dict[str, np.ndarray], ref: Reference, zero_col: int | None) -> None:
-        f = rows["features"]
+        c = self.counts
+        c["rows"] = c.get("rows", 0) + len(rows["has"])
+        f = rows["features"][rows["has"]]
         finite = np.isfinite(f)
         out = (f < ref.low) | (f > ref.high)
-        c = self.counts
-        c["rows"] = c.get("rows", 0) + len(f)
+        c["feature_rows"] = c.get("feature_rows", 0) + len(f)
         c["nonfinite"] = c.get("nonfinite", 0) + int((~finite.all(axis=1)).sum())
         c["dead"] = c.get("dead", 0) + (0 if zero_col is None else int((f[:, zero_col] >= 1.0).sum()))
         c["out_of_range"] = c.get("out_of_range", 0) + int(out.any(axis=1).sum())
@@ -204,18 +204,28 @@ class _Window:
 
     def _sample(self) -> dict[str, np.ndarray]:
         merged = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
-        keep = np.argsort(merged["key"], kind="stable")[: self.cap]
+        order = np.argsort(merged["key"], kind="stable")
+        sampled = np.zeros(len(order), dtype=bool)
+        sampled[order[: self.cap]] = True
+        sampled[order[merged["has"][order]][: self.cap]] = True
+        keep = np.flatnonzero(sampled)
         keep = keep[np.argsort(merged["time"][keep], kind="stable")]  # time order: chunks are periods
-        return {k: v[keep] for k, v in merged.items()}
+        out = {k: v[keep] for k, v in merged.items()}
+        # among the kept rows, the cap smallest keys are the uniform sample of all rows
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        out["uniform"] = rank[keep] < self.cap
+        return out
 
     def arrays(self) -> dict[str, np.ndarray] | None:
         return self._sample() if self.parts else None
 
     def quality(self, names: list[str]) -> dict[str, Any]:
-        c, n = self.counts, max(1, self.counts.get("rows", 0))
+        c, n = self.counts, max(1, self.counts.get("feature_rows", 0))  # features: a sample of the rows
         per = np.asarray(c.get("per_feature", np.zeros(len(names))))
         return {
             "rows": int(c.get("rows", 0)),
+            "feature_rows": int(c.get("feature_rows", 0)),
             "nonfinite_fraction": c.get("nonfinite", 0) / n,
             "dead_fraction": c.get("dead", 0) / n,
             "out_of_range_fraction": c.get("out_of_range", 0) / n,
@@ -234,22 +244,21 @@ def _columns(
                      for c, n in sizes))  # fmt: skip
     keep = np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
     t = table.filter(same)
+    # null has_features: a version 1 file, where every row had features
+    has = np.asarray(pc.fill_null(t["has_features"], True).to_numpy(zero_copy_only=False), dtype=bool)
     feats = np.column_stack(
-        [t[n].to_numpy(zero_copy_only=False).astype(np.float64) for n in ref.feature_names]
+        [
+            pc.fill_null(t[n], np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+            for n in ref.feature_names
+        ]
     ).reshape(t.num_rows, len(ref.feature_names))
     flat = t["embedding"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return {
         "features": feats,
+        "has": has,
         "predictions": t["predicted_class"].to_numpy(zero_copy_only=False).astype(np.int64),
         "embeddings": np.asarray(flat, dtype=np.float32).reshape(t.num_rows, ref.embedding_dim),
-        "probabilities": np.asarray(
-            t["probabilities"].combine_chunks().flatten().to_numpy(zero_copy_only=False), dtype=np.float32
-        ).reshape(t.num_rows, len(ref.class_names)),
-        "labels": window_labels(
-            labels,
-            t["request_id"].to_numpy(zero_copy_only=False),
-            t["window_index"].to_numpy(zero_copy_only=False),
-        ),
+        **quality_window.performance_columns(t, len(ref.class_names), labels),
         "time": t["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False),
         "key": rng.random(t.num_rows),
         "skipped": len(keep) - int(keep.sum()),
@@ -270,7 +279,14 @@ def iter_windows(settings: JobSettings, ref: Reference):
     rng = np.random.default_rng(settings.seed)
     cap = settings.max_rows_per_window
     zero_col = ref.feature_names.index("zero_fraction") if "zero_fraction" in ref.feature_names else None
-    needed = [*ref.feature_names, "timestamp", "predicted_class", "embedding", "probabilities"]
+    needed = [
+        *ref.feature_names,
+        "has_features",
+        "timestamp",
+        "predicted_class",
+        "embedding",
+        "probabilities",
+    ]
     needed += ["request_id", "window_index"]
     labels = settings.quality.labels()
     open_windows: dict[int, _Window] = {}
@@ -318,22 +334,37 @@ def iter_windows(settings: JobSettings, ref: Reference):
 def _compare(baseline: Baseline, arrays: dict[str, np.ndarray] | None, info: dict[str, Any]) -> WindowDrift:
     if arrays is None:
         return WindowDrift(window=info, n_current=0, status="insufficient_data")
-    parts = {k: arrays[k] for k in ("features", "predictions", "embeddings")}
-    return compare(baseline, **parts, window=info)
+    has, uniform = arrays["has"], arrays["uniform"]
+    features = arrays["features"][has] if baseline.features is not None else None
+    return compare(
+        baseline,
+        features=features,
+        feature_predictions=None if features is None else arrays["predictions"][has],
+        predictions=arrays["predictions"][uniform] if baseline.predictions is not None else None,
+        embeddings=arrays["embeddings"][uniform] if baseline.embeddings is not None else None,
+        window=info,
+    )
 
 
 def _previous_baseline(config: DriftConfig, arrays: dict[str, np.ndarray], ref: Reference) -> Baseline | None:
-    """A baseline on the previous window (time-ordered rows: calibration chunks are periods of it)."""
-    if arrays is None or len(arrays["key"]) < max(config.min_rows, 3 * config.calibration.n_chunks):
+    """A baseline on the previous window (time-ordered rows: calibration chunks are periods of it).
+
+    Fitted on the rows with features when there are enough of them (every family then comes from the same
+    rows, as a baseline needs), else on the uniform sample without the feature family.
+    """
+    need = max(config.min_rows, 3 * config.calibration.n_chunks)
+    if arrays is None or int(arrays["uniform"].sum()) < need:
         return None
     b = ref.baseline
+    with_features = int(arrays["has"].sum()) >= need
+    rows = arrays["has"] if with_features else arrays["uniform"]
     return fit_baseline(
         config,
-        features=arrays["features"],
+        features=arrays["features"][rows] if with_features else None,
         feature_names=b.feature_names,
-        predictions=arrays["predictions"],
+        predictions=arrays["predictions"][rows],
         n_classes=b.n_classes,
-        embeddings=arrays["embeddings"],
+        embeddings=arrays["embeddings"][rows],
     )
 
 
@@ -387,8 +418,8 @@ def run_monitoring(settings: JobSettings, ref: Reference) -> dict[str, Any]:
         "max_rows_per_window": settings.max_rows_per_window,
         "reference": ref.info,
         "n_previous_drifted": sum(bool(r.window.get("previous", {}).get("drifted")) for r in results),
-        "performance": run_summary([r.to_dict() for r in results]),
-        "maps": maps(settings.quality),
+        "performance": quality_window.run_summary([r.to_dict() for r in results]),
+        "maps": quality_window.maps(settings.quality),
     }
     return build_report(results, config=config, baseline=ref.baseline.summary(), meta=meta)
 

@@ -138,8 +138,10 @@ class PerformanceCounts:
             return None
         estimated = metrics(self.expected, class_names)
         if sample is not None and len(sample["predictions"]):
+            # the uniform sample of all rows (the drift sample also keeps extra rows that have features)
+            uniform = sample.get("uniform", np.ones(len(sample["predictions"]), dtype=bool))
             sampled = estimated_metrics(
-                sample["probabilities"], sample["predictions"], n_draws=s.n_draws, seed=seed
+                sample["probabilities"][uniform], sample["predictions"][uniform], n_draws=s.n_draws, seed=seed
             )
             estimated["sampling_band"] = sampled["band"]
             estimated["band"] = widen(estimated | {"band": sampled["band"]}, thresholds.calibration_sd)
@@ -164,3 +166,16 @@ def window_labels(labels: pa.Table | None, request_id: np.ndarray, window_index:
     if labels is None or not labels.num_rows:
         return np.full(len(request_id), -1, dtype=np.int64)
     return join_online(labels, request_id, window_index)
+
+
+def performance_columns(table: pa.Table, n_classes: int, labels: pa.Table | None) -> dict[str, np.ndarray]:
+    """The log rows' probabilities ``[N, C]`` and late labels (-1: none), as the window counts take them."""
+    flat = table["probabilities"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return {
+        "probabilities": np.asarray(flat, dtype=np.float32).reshape(table.num_rows, n_classes),
+        "labels": window_labels(
+            labels,
+            table["request_id"].to_numpy(zero_copy_only=False),
+            table["window_index"].to_numpy(zero_copy_only=False),
+        ),
+    }

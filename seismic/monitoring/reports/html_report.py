@@ -167,9 +167,20 @@ def _polarity_cell(polarity: Mapping[str, Any] | None) -> str:
     return f"<td>{_fmt(polarity['score'])}</td>"
 
 
+def _feature_rows_cell(w: Mapping[str, Any]) -> str:
+    """Rows the feature tests saw; marked when too few for them (version 2 reports: not recorded)."""
+    raw = (w.get("rows") or {}).get("raw")
+    if raw is None:
+        return "<td></td>"
+    if "raw" in w.get("insufficient_families", ()):
+        return f"<td class='insufficient_data'>{raw} (too few)</td>"
+    return f"<td>{raw}</td>"
+
+
 def _windows_table(windows: list[Mapping[str, Any]]) -> str:
     head = (
-        "<tr><th>window</th><th>status</th><th>rows</th><th>drift</th><th>drifted features</th>"
+        "<tr><th>window</th><th>status</th><th>rows</th><th>rows with features</th><th>drift</th>"
+        "<th>drifted features</th>"
         "<th>pred. JS</th><th>MMD^2</th><th>MMD p adj.</th><th>classifier AUC</th><th>polarity</th></tr>"
     )
     rows = [head]
@@ -179,7 +190,7 @@ def _windows_table(windows: list[Mapping[str, Any]]) -> str:
         cls = " class='hit'" if w["drifted"] else ""
         rows.append(
             f"<tr><td style='text-align:left'>{html.escape(_window_id(w, i))}</td><td>{w['status']}</td>"
-            f"<td>{w['n_current']}</td><td{cls}>{'DRIFT' if w['drifted'] else ''}</td>"
+            f"<td>{w['n_current']}</td>{_feature_rows_cell(w)}<td{cls}>{'DRIFT' if w['drifted'] else ''}</td>"
             f"<td style='text-align:left'>{html.escape(', '.join(w['raw']['drifted_features']))}</td>"
             f"<td>{_fmt(pred.get('js', {}).get('effect_size'))}</td>"
             f"<td>{_fmt(emb.get('mmd', {}).get('statistic'))}</td>"

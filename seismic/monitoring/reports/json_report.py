@@ -1,13 +1,15 @@
 """The JSON drift report: a versioned schema, its validator, and an atomic writer.
 
-Schema ``seismic.drift-report`` version 2 (bump :data:`SCHEMA_VERSION` on any incompatible change)::
+Schema ``seismic.drift-report`` version 3 (bump :data:`SCHEMA_VERSION` on any incompatible change)::
 
-    {"schema": "seismic.drift-report", "schema_version": 2, "created": ISO-8601 UTC,
+    {"schema": "seismic.drift-report", "schema_version": 3, "created": ISO-8601 UTC,
      "summary": {"verdict": "drift" | "ok" | "insufficient_data", "n_windows", "n_drifted", "n_insufficient",
-                 "drifted_windows": [window ids]},
+                 "drifted_windows": [window ids], "rows_tested": {family: rows over all windows}},
      "config": DriftConfig.to_dict(), "baseline": Baseline.summary(), "meta": {free-form, JSON-able},
      "windows": [ per window (WindowDrift.to_dict()):
         {"window": {...}, "status": "ok" | "insufficient_data", "drifted": bool, "n_current": int,
+         "rows": {"raw" | "predictions" | "embedding": rows that family saw},
+         "insufficient_families": [families with fewer rows than min_rows, not tested],
          "raw": {"drifted", "drifted_features": [names], "features": [
              {"name", "drifted", "gate", "n_reference", "n_current", "n_nonfinite",
               "tests": {"ks" | "wasserstein" | "psi" | "js": TEST},
@@ -19,7 +21,9 @@ Schema ``seismic.drift-report`` version 2 (bump :data:`SCHEMA_VERSION` on any in
          "polarity": null | {"drifted", "informative", "score", "threshold", "p_value", "classes_used"}}]}
 
     Version 2 added "polarity" (drift.polarity) to every window, and the "share" test (the class
-    whose share changed most for its threshold, index "share_class") to "predictions".
+    whose share changed most for its threshold, index "share_class") to "predictions". Version 3 added
+    "rows" and "insufficient_families" (the log computes features for a sample of rows only); version 2
+    reports are still read.
     TEST = {"test", "statistic", "p_value", "p_adjusted", "effect_size", "threshold", "drifted"}
            (numbers or null: a statistic that is undefined, or a distance without a test of its own)
 """
@@ -37,7 +41,8 @@ from seismic.monitoring.drift.config import DriftConfig
 from seismic.monitoring.drift.results import WindowDrift
 
 SCHEMA = "seismic.drift-report"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 _TEST_KEYS = ("test", "statistic", "p_value", "p_adjusted", "effect_size", "threshold", "drifted")
 
 
@@ -72,6 +77,10 @@ def build_report(
             "n_drifted": len(drifted),
             "n_insufficient": insufficient,
             "drifted_windows": [e["window"].get("id") for e in drifted],
+            "rows_tested": {
+                family: sum(e["rows"].get(family, 0) for e in entries)
+                for family in sorted({f for e in entries for f in e["rows"]})
+            },
         },
         "config": config.to_dict(),
         "baseline": dict(baseline or {}),
@@ -114,10 +123,16 @@ def _tests(obj: Any, path: str, names: Sequence[str]) -> None:
         _test(obj["tests"][name], f"{path}.tests.{name}")
 
 
-def _window(w: Any, path: str) -> None:
+def _window(w: Any, path: str, version: int) -> None:
     _keys(
         w, path, ("window", "status", "drifted", "n_current", "raw", "predictions", "embedding", "polarity")
     )
+    if version >= 3:
+        _keys(w, path, ("rows", "insufficient_families"))
+        if not isinstance(w["rows"], Mapping) or not all(isinstance(v, int) for v in w["rows"].values()):
+            _fail(f"{path}.rows", "must map families to row counts")
+        if not set(w["insufficient_families"]) <= set(w["rows"]):
+            _fail(f"{path}.insufficient_families", "names a family without a row count")
     if w["status"] not in ("ok", "insufficient_data"):
         _fail(f"{path}.status", f"must be 'ok' or 'insufficient_data', got {w['status']!r}")
     if not isinstance(w["drifted"], bool):
@@ -146,21 +161,22 @@ def _window(w: Any, path: str) -> None:
 
 
 def validate_report(report: Any) -> None:
-    """Raise :class:`ReportSchemaError` naming the first path that breaks schema version 2."""
+    """Raise :class:`ReportSchemaError` naming the first path that breaks its schema version (2 or 3)."""
     _keys(
         report, "report", ("schema", "schema_version", "created", "summary", "config", "baseline", "windows")
     )
     if report["schema"] != SCHEMA:
         _fail("report.schema", f"must be {SCHEMA!r}, got {report['schema']!r}")
-    if report["schema_version"] != SCHEMA_VERSION:
-        _fail("report.schema_version", f"is {report['schema_version']!r}; this reader knows {SCHEMA_VERSION}")
+    version = report["schema_version"]
+    if version not in READABLE_VERSIONS:
+        _fail("report.schema_version", f"is {version!r}; this reader knows {list(READABLE_VERSIONS)}")
     _keys(report["summary"], "report.summary", ("verdict", "n_windows", "n_drifted", "n_insufficient"))
     if report["summary"]["verdict"] not in ("drift", "ok", "insufficient_data"):
         _fail("report.summary.verdict", f"unknown verdict {report['summary']['verdict']!r}")
     if not isinstance(report["windows"], list):
         _fail("report.windows", "must be a list")
     for i, w in enumerate(report["windows"]):
-        _window(w, f"report.windows[{i}]")
+        _window(w, f"report.windows[{i}]", version)
 
 
 def write_json_report(report: Mapping[str, Any], path: str | Path) -> Path:
