@@ -88,6 +88,7 @@ def main(cfg: DictConfig) -> None:
                     maps_dir=out.maps_dir,
                     maps_options={
                         "windows_per_trace": out.maps_windows_per_trace,
+                        "block": out.maps_block,
                         "time_slice": out.maps_time_slice,
                     },
                 )

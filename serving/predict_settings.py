@@ -36,6 +36,7 @@ class Outputs(_Section):
     class_format: Literal["int16", "int8"] = "int16"
     maps_dir: str | None = None  # uncertainty / drift / time-slice maps (serving/quality_maps.py)
     maps_windows_per_trace: int = 4
+    maps_block: int = 4
     maps_time_slice: int | None = None
 
 
