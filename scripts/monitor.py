@@ -75,6 +75,7 @@ def main(cfg: DictConfig) -> None:
         run_monitoring,
         write_reports,
     )
+    from seismic.monitoring.quality.window import QualitySettings
 
     try:
         drift = DriftConfig.from_mapping(OmegaConf.to_container(cfg.drift, resolve=True))
@@ -93,13 +94,15 @@ def main(cfg: DictConfig) -> None:
             max_rows_per_window=cfg.max_rows_per_window,
             compare_previous=cfg.compare_previous,
             seed=drift.seed,
+            quality=QualitySettings(**OmegaConf.to_container(cfg.quality, resolve=True)),
         )
-        report = run_monitoring(settings, load_reference(cfg.model_dir, drift))
+        report = run_monitoring(settings, load_reference(cfg.model_dir, drift, settings.quality))
         paths = write_reports(report, cfg.output_dir)
     except (MonitoringError, ValueError, OSError) as err:
         print(f"monitor failed: {err}", file=sys.stderr)
         sys.exit(2)
-    print(json.dumps({**report["summary"], "reports": [str(p) for p in paths]}, indent=2))
+    summary = {**report["summary"], "performance": report["meta"]["performance"]}
+    print(json.dumps({**summary, "reports": [str(p) for p in paths]}, indent=2))
 
 
 if __name__ == "__main__":

@@ -125,6 +125,12 @@ def main(cfg: DictConfig) -> None:
                     log_writer=writer,
                     progress=s.progress,
                     options=InputOptions(s.normalisation, s.max_scale_ratio, s.resample),
+                    maps_dir=out.maps_dir,
+                    maps_options={
+                        "windows_per_trace": out.maps_windows_per_trace,
+                        "block": out.maps_block,
+                        "time_slice": out.maps_time_slice,
+                    },
                 )
     except (SeismicIOError, BatchScoringError, ModelLoadError, ValueError, ImportError) as err:
         print(f"predict failed: {err}", file=sys.stderr)

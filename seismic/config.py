@@ -122,12 +122,19 @@ class ProfileOptionsSchema:
 
 
 @dataclass
+class CalibrationOptionsSchema:
+    enabled: bool = True
+    max_windows: int = 4096
+
+
+@dataclass
 class PublishSchema:
     enabled: bool = True
     register: bool = True
     output_dir: str = "outputs/model"
     export: ExportOptionsSchema = field(default_factory=ExportOptionsSchema)
     profile: ProfileOptionsSchema = field(default_factory=ProfileOptionsSchema)
+    calibration: CalibrationOptionsSchema = field(default_factory=CalibrationOptionsSchema)
 
 
 GateSchema = _mirror("GateSchema", _defaults_of(GateConfig))

@@ -41,6 +41,7 @@ from seismic.io.segy import SegyFile
 from seismic.io.segy_like import SegyLikeWriter
 from serving.batch_input import DEFAULT_INPUT, InputOptions, open_input
 from serving.inference_log import InferenceLogWriter
+from serving.quality_maps import maps_for
 from serving.runtime import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -355,6 +356,8 @@ def score_segy(
     log_writer: InferenceLogWriter | None = None,
     progress: bool = True,
     options: InputOptions = DEFAULT_INPUT,
+    maps_dir: str | Path | None = None,
+    maps_options: dict[str, Any] | None = None,
 ) -> BatchResult:
     """Score every sample of the cube at ``input_path``; write the class volume (and the others) atomically.
 
@@ -364,6 +367,8 @@ def score_segy(
     output file is created; a :class:`~seismic.io.errors.SeismicIOError`, :class:`BatchScoringError` or
     :class:`~serving.batch_input.BatchInputError` says why it cannot be scored. ``options``: amplitude
     normalisation and resampling (:mod:`serving.batch_input`); a 2D line is scored as one section.
+    ``maps_dir``: also write the uncertainty / drift / time-slice maps there (:mod:`serving.quality_maps`,
+    ``maps_options`` its keyword arguments).
     """
     check_options(model, class_format, batch_size)
     started = time.perf_counter()
@@ -373,6 +378,8 @@ def score_segy(
         valid_centre_ranges(volume.shape, spec)  # too small for a 'valid' window
         k = chunk_inlines or chunk_inlines_for(volume.shape, spec, max_memory_mb)
         bar = Progress(int(np.prod(volume.shape)), progress)
+        # the maps read what the model reads: rescaled and resampled as the options say
+        maps = maps_for(model, volume, spec, **(maps_options or {})) if maps_dir else None
 
         def on_batch(windows: np.ndarray, out: dict[str, np.ndarray], start: int, seconds: float) -> None:
             bar.update(len(windows))
@@ -383,11 +390,12 @@ def score_segy(
                 )  # fmt: skip
 
         scored = iter_scores(model, volume, chunk_inlines=k, batch_size=batch_size, on_batch=on_batch)
+        chunks = ((s, volume.restore(c), volume.restore(p)) for s, c, p in scored)
         try:
-            return write_scores(
+            result = write_scores(
                 model,
                 segy,  # type: ignore[arg-type]  (a Section has what the writers use of a cube)
-                ((s, volume.restore(c), volume.restore(p)) for s, c, p in scored),
+                chunks if maps is None else maps.observe(chunks),
                 class_path,
                 probability_path=probability_path,
                 summary_path=summary_path,
@@ -398,3 +406,6 @@ def score_segy(
             )
         finally:
             bar.close()
+        if maps is not None:
+            maps.write(maps_dir, segy.inlines, segy.crosslines)
+        return result

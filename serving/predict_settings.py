@@ -34,6 +34,10 @@ class Outputs(_Section):
     max_probability: str | None = None
     summary: str | None = None
     class_format: Literal["int16", "int8"] = "int16"
+    maps_dir: str | None = None  # uncertainty / drift / time-slice maps (serving/quality_maps.py)
+    maps_windows_per_trace: int = 4
+    maps_block: int = 4
+    maps_time_slice: int | None = None
 
 
 class Chunking(_Section):

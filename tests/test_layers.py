@@ -17,7 +17,7 @@ LAYERS = [
     ["seismic.io", "seismic.features"],
     ["seismic.data", "seismic.models", "monitoring.profile", "monitoring.state", "monitoring.drift"],
     ["seismic.tasks", "seismic.export", "monitoring.reports", "serving"],
-    ["seismic.registry", "monitoring.alerting"],
+    ["seismic.registry", "monitoring.alerting", "monitoring.quality"],
     ["seismic.config", "seismic.pipeline", "monitoring.job"],
     ["seismic.validation"],
 ]

@@ -45,29 +45,42 @@ def held_out(data: Mapping[str, Any], window: Mapping[str, Any] | None, max_wind
     subset of ``max_windows`` windows of the split is taken (over all surveys of a multi-survey split), so
     the same config gives the same windows for every model with the same pad mode.
     """
+    return held_out_splits(data, window, {"test": max_windows})["test"]
+
+
+def held_out_splits(
+    data: Mapping[str, Any], window: Mapping[str, Any] | None, sizes: Mapping[str, int]
+) -> dict[str, HeldOut]:
+    """:func:`held_out` for several splits at once (``{"val": n, "test": m}``: calibration is fitted on
+    ``val`` and measured on ``test``), from one data module."""
     from seismic.data.datamodule import SeismicDataModule
 
-    if max_windows < 1:
-        raise ValueError(f"max_windows must be >= 1, got {max_windows}")
     options = copy.deepcopy(dict(data))
     if window is not None:
         options["window"] = dict(window)
     dm = SeismicDataModule(**options)
     dm.prepare_data()
     dm.setup("test")
-    dataset = dm.datasets["test"]
-    indices = np.arange(len(dataset))
-    if len(indices) > max_windows:
-        indices = np.sort(np.random.default_rng(0).choice(indices, size=max_windows, replace=False))
-    raw, labels = dataset.raw(indices)
-    survey, inline, _, _ = dataset.global_centres()
-    return HeldOut(
-        raw=raw,
-        labels=labels,
-        survey=survey[indices],
-        inline=inline[indices],
-        window=dm.window.to_dict(),
-        class_names=tuple(dm.class_names),
-        dt_ms=float(dm.meta["dt_ms"]),
-        data_hash=dm.data_hash,
-    )
+    out = {}
+    for split, max_windows in sizes.items():
+        if max_windows < 1:
+            raise ValueError(f"max_windows must be >= 1, got {max_windows} for split {split!r}")
+        if split not in dm.datasets:
+            raise ValueError(f"held_out: split must be one of {sorted(dm.datasets)}, got {split!r}")
+        dataset = dm.datasets[split]
+        indices = np.arange(len(dataset))
+        if len(indices) > max_windows:
+            indices = np.sort(np.random.default_rng(0).choice(indices, size=max_windows, replace=False))
+        raw, labels = dataset.raw(indices)
+        survey, inline, _, _ = dataset.global_centres()
+        out[split] = HeldOut(
+            raw=raw,
+            labels=labels,
+            survey=survey[indices],
+            inline=inline[indices],
+            window=dm.window.to_dict(),
+            class_names=tuple(dm.class_names),
+            dt_ms=float(dm.meta["dt_ms"]),
+            data_hash=dm.data_hash,
+        )
+    return out

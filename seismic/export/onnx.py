@@ -71,16 +71,20 @@ class ParityError(ExportError):
 
 
 class OnnxHead(nn.Module):
-    """The exported graph: the net's ``(logits, embedding)`` plus softmax probabilities in float32."""
+    """The exported graph: the net's raw ``(logits, embedding)`` plus ``softmax(logits / temperature)`` in
+    float32 (the temperature of :mod:`seismic.export.calibration`; 1 = uncalibrated)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise ExportError(f"calibration temperature must be a finite number > 0, got {temperature}")
         self.net = net
+        self.temperature = float(temperature)
 
     def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits, embedding = self.net(windows)
         logits = logits.float()
-        return logits, torch.softmax(logits, dim=1), embedding.float()
+        return logits, torch.softmax(logits / self.temperature, dim=1), embedding.float()
 
 
 def metadata_from_hparams(
@@ -140,10 +144,13 @@ def export_onnx(
     large_batch: int = 512,
     opset: int = DEFAULT_OPSET,
     seed: int = 0,
+    calibration: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export ``net`` to ``folder/model.onnx`` + ``folder/metadata.json`` after a parity check.
 
     ``real_windows``: normalised model inputs (held-out survey windows); ``None`` checks random windows only.
+    ``calibration``: :func:`seismic.export.calibration.calibration_report`; its ``temperature`` divides the
+    logits of the ``probabilities`` output and the report is stored as ``metadata["calibration"]``.
     Returns the metadata as written. Raises :class:`ParityError` (nothing written) when the check fails.
     """
     if not (np.isfinite(bound) and bound >= 0):
@@ -151,7 +158,8 @@ def export_onnx(
     if large_batch < 2:
         raise ValueError(f"large_batch must be >= 2, got {large_batch}")
     started = time.perf_counter()
-    head = OnnxHead(copy.deepcopy(net).cpu().float()).eval()
+    temperature = float((calibration or {}).get("temperature", 1.0))
+    head = OnnxHead(copy.deepcopy(net).cpu().float(), temperature).eval()
     shape = [int(d) for d in metadata["input"]["shape"][1:]]
     clip = (metadata.get("normalisation") or {}).get("clip_sigma")
     random = torch.randn(large_batch, *shape, generator=torch.Generator().manual_seed(seed)).numpy()
@@ -159,7 +167,7 @@ def export_onnx(
         np.clip(random, -clip, clip, out=random)
     example = torch.from_numpy(random[:2])
     twin = as_conv2d(head.net, example)  # the same network on onnxruntime's faster 2D kernels
-    graph = _export_bytes(head if twin is None else OnnxHead(twin).eval(), example, opset)
+    graph = _export_bytes(head if twin is None else OnnxHead(twin, temperature).eval(), example, opset)
     inputs = {"random": random}
     if real_windows is not None:
         real = np.ascontiguousarray(real_windows[:large_batch], dtype=np.float32)
@@ -184,6 +192,7 @@ def export_onnx(
         "graph_layout": "as-exported" if twin is None else "conv1d-as-conv2d",
         "onnxruntime": ort.__version__,
         "parity": report,
+        "calibration": dict(calibration) if calibration else {"method": "none", "temperature": 1.0},
         "graph_sha256": hashlib.sha256(graph).hexdigest(),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from seismic.export.heldout import held_out
+from seismic.export.calibration import calibration_report
+from seismic.export.heldout import held_out_splits
 from seismic.export.onnx import ONNX_FILE, export_onnx, metadata_from_hparams, run_session, session
 from seismic.export.weights import save_weights
 from seismic.io.atomic import atomic_dir
@@ -55,10 +57,16 @@ def build_model_folder(
     """Export, check and profile ``net`` into ``folder``; returns the metadata plus ``input_example``.
 
     ``options`` is the ``publish`` config section (``export``: opset, parity_bound, large_batch;
-    ``profile``: max_windows, max_embeddings, seed).
+    ``profile``: max_windows, max_embeddings, seed; ``calibration``: enabled, max_windows). Calibration is
+    fitted on the validation split and measured on the test split (:mod:`seismic.export.calibration`).
     """
     export, profile = dict(options["export"]), dict(options["profile"])
-    held = held_out(data, hparams["window"], max(int(profile["max_windows"]), int(export["large_batch"])))
+    calibrate = dict(options.get("calibration") or {"enabled": False})
+    sizes = {"test": max(int(profile["max_windows"]), int(export["large_batch"]))}
+    if calibrate["enabled"]:
+        sizes["val"] = int(calibrate["max_windows"])
+    splits = held_out_splits(data, hparams["window"], sizes)
+    held = splits["test"]
     if held.data_hash != hparams.get("data_hash"):
         log.warning(
             "held-out windows come from survey data %s, the model was trained on %s: the reference profile "
@@ -75,6 +83,13 @@ def build_model_folder(
         test_metrics=test_metrics,
     )
     n_profile = min(len(windows), int(profile["max_windows"]))
+    calibration = None
+    if calibrate["enabled"]:
+        val = splits["val"]
+        calibration = calibration_report(
+            raw_logits(net, val.model_input(hparams["normalisation"])), val.labels,
+            raw_logits(net, windows), held.labels,
+        )  # fmt: skip
     with atomic_dir(folder) as tmp:
         metadata = export_onnx(
             net,
@@ -84,6 +99,7 @@ def build_model_folder(
             bound=float(export["parity_bound"]),
             large_batch=int(export["large_batch"]),
             opset=int(export["opset"]),
+            calibration=calibration,
         )
         outputs = run_session(session(tmp / ONNX_FILE), windows[:n_profile])
         build_profile(
@@ -111,6 +127,17 @@ def build_model_folder(
     return {**metadata, "input_example": windows[:2]}
 
 
+@torch.no_grad()
+def raw_logits(net: nn.Module, windows: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """The net's logits (float64) for normalised ``windows``, on CPU in eval mode."""
+    module = net.cpu().float().eval()
+    parts = [
+        module(torch.from_numpy(np.ascontiguousarray(windows[s : s + batch])))[0]
+        for s in range(0, len(windows), batch)
+    ]
+    return torch.cat(parts).double().numpy()
+
+
 def _register(cfg: DictConfig, folder: Path, run_id: str, input_example: np.ndarray) -> dict[str, Any]:
     client = connect(cfg.registry.tracking_uri)
     version = register_folder(
@@ -125,6 +152,19 @@ def _register(cfg: DictConfig, folder: Path, run_id: str, input_example: np.ndar
         run_id,
     )
     return {"model_name": cfg.registry.model_name, "model_version": str(version.version)}
+
+
+def _log_calibration(cfg: DictConfig, run_id: str, calibration: Mapping[str, Any]) -> None:
+    """``calibration/{temperature,ece_before,ece_after,nll_before,nll_after}`` on the training run."""
+    client = connect(cfg.registry.tracking_uri)
+    for key in ("temperature", "ece_before", "ece_after", "nll_before", "nll_after"):
+        client.log_metric(run_id, f"calibration/{key}", float(calibration[key]))
+    log.info(
+        "calibration: temperature %.3f, test ECE %.4f -> %.4f",
+        calibration["temperature"],
+        calibration["ece_before"],
+        calibration["ece_after"],
+    )
 
 
 def publish(
@@ -162,6 +202,8 @@ def publish(
         result["parity_max_abs"],
         metadata["parity"]["bound"],
     )
+    if run_id is not None and metadata["calibration"]["method"] != "none":
+        _log_calibration(cfg, run_id, metadata["calibration"])
     if cfg.publish.register and run_id is not None:
         result.update(_register(cfg, folder, run_id, metadata["input_example"]))
     elif cfg.publish.register:

@@ -75,7 +75,9 @@ def evaluate(
     }
     if parity:
         try:
-            head = OnnxHead(load_weights(folder))
+            # the graph's probabilities carry the calibration temperature (absent before calibration: 1)
+            temperature = float((metadata.get("calibration") or {}).get("temperature", 1.0))
+            head = OnnxHead(load_weights(folder), temperature)
         except FileNotFoundError as err:
             raise GateError(
                 f"version {metadata.get('model_version')}: {err}; parity cannot be checked"

@@ -38,8 +38,9 @@ MONITOR_KEYS = {
     "": {
         *SHARED, "drift", "model_dir", "log_dir", "start", "end", "lookback", "granularity",
         "max_rows_per_window", "compare_previous", "output_dir", "schedule", "workdir", "state_file",
-        "metrics", "alerts", "adaptive", "retrain",
+        "metrics", "alerts", "adaptive", "retrain", "quality",
     },
+    "quality": {"labels_dir", "z", "min_drop", "min_labelled", "n_draws", "maps_dir"},
     "schedule": {"every", "once", "delay", "backfill", "poll"},
     "metrics": {"host", "port", "pushgateway", "push_job"},
     "alerts": {
@@ -331,6 +332,7 @@ def monitor(cli: str, cfg: DictConfig, data: dict, ctx: Context) -> None:
     from seismic.monitoring.job.retrain import RetrainConfig
     from seismic.monitoring.job.run import as_utc, parse_granularity
     from seismic.monitoring.job.schedule import duration, settings_from_config
+    from seismic.monitoring.quality.window import QualitySettings
 
     found: list[str] = []
 
@@ -346,6 +348,7 @@ def monitor(cli: str, cfg: DictConfig, data: dict, ctx: Context) -> None:
         return
     library("drift", problem, lambda: DriftConfig.from_mapping(data["drift"]))
     library("adaptive", problem, lambda: AdaptiveConfig.from_mapping(data["adaptive"]))
+    library("quality", problem, lambda: QualitySettings(**data["quality"]))
     lookback = library("lookback", problem, lambda: parse_granularity(data["lookback"]))
     if lookback is not None and not isinstance(lookback, dt.timedelta):  # as scripts/monitor.py checks it
         problem("lookback", f"lookback must be a duration like 24h, got {data['lookback']!r}")

@@ -131,6 +131,17 @@ def monitor_metric_names(model_dir, write_inference_log, tmp_path_factory) -> se
     root = tmp_path_factory.mktemp("monitor-metrics")
     every = dt.timedelta(hours=1)
     write_inference_log(root / "log", in_windows(every, dt.datetime.now(dt.UTC) - every))
+    # late labels for every logged row, so the realised-performance gauges are exported too
+    import pyarrow.parquet as pq
+
+    from seismic.monitoring.quality.labels import ingest_labels
+    from seismic.monitoring.quality.window import QualitySettings
+    from serving.inference_log_schema import read_inference_log
+
+    served = read_inference_log(root / "log", columns=["request_id", "window_index", "predicted_class"])
+    pq.write_table(served.rename_columns(["request_id", "window_index", "label"]), root / "labels.parquet")
+    classes = json.loads((Path(model_dir) / "metadata.json").read_text())["class_names"]
+    ingest_labels(root / "labels.parquet", root / "labels", class_names=classes, log_dir=root / "log")
     settings = ScheduleSettings(
         model_source=str(model_dir),
         log_dir=str(root / "log"),
@@ -143,6 +154,7 @@ def monitor_metric_names(model_dir, write_inference_log, tmp_path_factory) -> se
             {"embedding": {"mmd": {"permutations": 99}}, "calibration": {"n_chunks": 8}}
         ),
         channels=[{"type": "log", "path": str(root / "alerts.jsonl")}],
+        quality=QualitySettings(labels_dir=root / "labels"),
     )
     monitor = Monitor(settings)
     assert any(w["verdict"] == "drift" for w in monitor.run_once())
@@ -154,6 +166,7 @@ def monitor_metric_names(model_dir, write_inference_log, tmp_path_factory) -> se
 def test_dashboard_rules_and_adapter_query_only_exported_metrics(serving_metric_names, monitor_metric_names):
     exported = serving_metric_names | monitor_metric_names | PROMETHEUS_OWN
     assert {"seismic_drift_detected", "seismic_monitor_alerts_sent_total"} <= monitor_metric_names
+    assert {"seismic_quality_estimated", "seismic_quality_realised_drop"} <= monitor_metric_names
     queries = {
         "dashboard": dashboard_exprs(),
         "alert rules": rule_exprs(),

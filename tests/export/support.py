@@ -17,6 +17,7 @@ TINY_SURVEY = {"n_inlines": 40, "n_crosslines": 16, "n_samples": 96}
 PUBLISH = {
     "export": {"opset": 17, "parity_bound": 1e-4, "large_batch": 64},
     "profile": {"max_windows": 128, "max_embeddings": 50, "seed": 0},
+    "calibration": {"enabled": True, "max_windows": 64},
 }
 NET_KWARGS = {"width": 8, "depth": 2}
 

@@ -65,6 +65,10 @@ def test_train_ends_with_an_exported_registered_challenger(tmp_path, monkeypatch
     run = client.get_run(version.run_id)
     assert run.data.tags["registered_version"] == "1" and run.info.run_name.startswith("cnn1d-")
     assert float(version.tags["test/macro_f1"]) == pytest.approx(metrics["test/macro_f1"], abs=1e-6)
+    calibration = meta["calibration"]  # fitted on val, measured on test, logged on the training run
+    assert calibration["method"] == "temperature_scaling" and calibration["temperature"] > 0
+    for key in ("temperature", "ece_before", "ece_after"):
+        assert run.data.metrics[f"calibration/{key}"] == pytest.approx(calibration[key])
 
 
 def test_publish_switched_off_or_without_mlflow(tmp_path, monkeypatch):

@@ -10,6 +10,9 @@ alertname                         fires when, in a window with enough rows
 ``SeismicEmbeddingDrift``         the embeddings drifted (MMD and/or domain classifier, per config)
 ``SeismicPolarityReversed``       the data are closer to the reference with reversed polarity (a sign error)
 ``SeismicDataQuality``            non-finite, dead or out-of-range rows above ``alerts.quality``
+``SeismicEstimatedPerformanceDrop``  the label-free (CBPE) accuracy or macro-F1 fell by more than the
+                                  drop learnt from the reference (:mod:`seismic.monitoring.quality`)
+``SeismicRealisedPerformanceDrop``   the same on late labels, with ``quality.min_labelled`` labelled rows
 ================================  ===============================================================
 
 The model version is an annotation, not a label, so a retrained model inherits the open alert and resolves
@@ -47,6 +50,8 @@ FAMILIES = {
     "embedding": ("SeismicEmbeddingDrift", "warning"),
     "polarity": ("SeismicPolarityReversed", "critical"),
     "quality": ("SeismicDataQuality", "critical"),
+    "estimated": ("SeismicEstimatedPerformanceDrop", "warning"),
+    "realised": ("SeismicRealisedPerformanceDrop", "critical"),
 }
 FAMILIES_BY_NAME = {name: family for family, (name, _) in FAMILIES.items()}
 _NAMES = {
@@ -186,6 +191,26 @@ def describe(window: Mapping[str, Any], decisions: Mapping[str, StatDecision], s
     quality = _quality_hits(window, s.quality)
     if quality:
         out["quality"] = "data quality: " + ", ".join(quality)
+    out.update(_performance_hits(window))
+    return out
+
+
+def _performance_hits(window: Mapping[str, Any]) -> dict[str, str]:
+    """The estimated / realised metrics that fell beyond the threshold learnt from the reference."""
+    perf = window["window"].get("performance") or {}
+    out = {}
+    for kind in ("estimated", "realised"):
+        judged = (perf.get("judged") or {}).get(kind)
+        if not judged or not any(judged["dropped"].values()):
+            continue
+        parts = [
+            f"{m} {perf[kind][m]:.3f} (reference {perf['reference'][kind][m]:.3f}, "
+            f"drop {judged['drop'][m]:.3f} > {perf['max_drop'][kind][m]:.3f})"
+            for m, hit in judged["dropped"].items()
+            if hit
+        ]
+        rows = f" on {perf['labelled_rows']} labelled rows" if kind == "realised" else ""
+        out[kind] = f"{kind} performance dropped{rows}: " + ", ".join(parts)
     return out
 
 

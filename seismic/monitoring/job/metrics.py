@@ -20,6 +20,7 @@ seismic_drift_embedding_classifier_auc     held-out AUC of the domain classifier
 seismic_drift_polarity_score               1 reference polarity, -1 reversed (when the check is informative)
 seismic_drift_quality (check)              nonfinite / dead / out_of_range fraction of the rows
 seismic_drift_windows (verdict)            windows of the report per verdict: drift, ok, insufficient_data
+seismic_quality_*                          estimated, realised performance (monitoring/quality/gauges.py)
 =========================================  =========================================================
 """
 
@@ -29,6 +30,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, Metric
+
+from seismic.monitoring.quality.gauges import performance_families
 
 
 def _gauge(name: str, doc: str, value: float, labels: Mapping[str, str] | None = None) -> GaugeMetricFamily:
@@ -100,7 +103,7 @@ def metric_families(report: Mapping[str, Any]) -> list[Metric]:
         for name in ("nonfinite", "dead", "out_of_range"):
             check.add_metric([name], quality[f"{name}_fraction"])
         out.append(check)
-    return out
+    return out + performance_families(latest)
 
 
 class _ReportCollector:

@@ -39,6 +39,9 @@ from seismic.monitoring.drift.config import DriftConfig
 from seismic.monitoring.drift.detector import Baseline, compare, fit_baseline
 from seismic.monitoring.drift.results import WindowDrift
 from seismic.monitoring.profile import ReferenceProfile
+from seismic.monitoring.quality import window as quality_window
+from seismic.monitoring.quality.performance import PerformanceThresholds
+from seismic.monitoring.quality.window import PerformanceCounts, QualitySettings
 from seismic.monitoring.reports.html_report import write_html_report
 from seismic.monitoring.reports.json_report import build_report, write_json_report
 from serving.inference_log_schema import read_inference_log
@@ -61,6 +64,7 @@ class JobSettings:
     max_rows_per_window: int = 20_000
     compare_previous: bool = True
     seed: int = 0
+    quality: QualitySettings = field(default_factory=QualitySettings)  # performance: estimate, late labels
 
     def __post_init__(self) -> None:
         if not self.end > self.start:
@@ -99,6 +103,8 @@ class Reference:
     high: np.ndarray
     embedding_dim: int
     info: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    performance: PerformanceThresholds | None = None
 
 
 def _calibration_groups(survey: np.ndarray, inline: np.ndarray) -> tuple[np.ndarray | None, str]:
@@ -110,7 +116,9 @@ def _calibration_groups(survey: np.ndarray, inline: np.ndarray) -> tuple[np.ndar
     return None, "row order (profile without inlines: thresholds from sampling noise only, too low)"
 
 
-def load_reference(model_dir: str | Path, config: DriftConfig) -> Reference:
+def load_reference(
+    model_dir: str | Path, config: DriftConfig, settings: QualitySettings | None = None
+) -> Reference:
     """Fit the baseline on ``model_dir``'s reference profile (``profile.npz`` + ``profile.json``).
 
     Calibration groups are the profile's (survey, inline) pairs in that order, so the chunks that
@@ -149,6 +157,14 @@ def load_reference(model_dir: str | Path, config: DriftConfig) -> Reference:
         high=np.nanmax(finite, axis=0),
         embedding_dim=int(profile.embedding.shape[1]),
         info=info,
+        class_names=list(profile.class_names),
+        performance=quality_window.reference_thresholds(
+            profile.probabilities,
+            profile.labels,
+            groups,
+            config.calibration.n_chunks,
+            settings or QualitySettings(),
+        ),
     )
 
 
@@ -166,6 +182,7 @@ class _Window:
     cap: int
     parts: list[dict[str, np.ndarray]] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
+    perf: PerformanceCounts | None = None  # over every row, like the quality counts
 
     def add(self, rows: dict[str, np.ndarray], ref: Reference, zero_col: int | None) -> None:
         c = self.counts
@@ -179,6 +196,9 @@ class _Window:
         c["out_of_range"] = c.get("out_of_range", 0) + int(out.any(axis=1).sum())
         c["per_feature"] = c.get("per_feature", 0) + out.sum(axis=0)
         c["other_embedding"] = c.get("other_embedding", 0) + int(rows["skipped"])
+        if self.perf is None:
+            self.perf = PerformanceCounts(len(ref.class_names))
+        self.perf.add(rows["probabilities"], rows["predictions"], rows.pop("labels", None))
         self.parts.append({k: v for k, v in rows.items() if k != "skipped"})
         if sum(len(p["key"]) for p in self.parts) > 2 * self.cap:
             self.parts = [self._sample()]
@@ -215,10 +235,14 @@ class _Window:
         }
 
 
-def _columns(table: pa.Table, ref: Reference, rng: np.random.Generator) -> dict[str, Any]:
-    """Numpy arrays of the rows whose embedding has the reference's size (a model swap may change it)."""
-    emb = table["embedding"].combine_chunks()
-    same = pc.fill_null(pc.equal(pc.list_value_length(emb), ref.embedding_dim), False)
+def _columns(
+    table: pa.Table, ref: Reference, rng: np.random.Generator, labels: pa.Table | None
+) -> dict[str, Any]:
+    """Numpy arrays of the rows whose embedding and probabilities have the reference's sizes (a model swap
+    may change them), with their late labels (-1: none) where a label table is given."""
+    sizes = (("embedding", ref.embedding_dim), ("probabilities", len(ref.class_names)))
+    same = pc.and_(*(pc.fill_null(pc.equal(pc.list_value_length(table[c].combine_chunks()), n), False)
+                     for c, n in sizes))  # fmt: skip
     keep = np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
     t = table.filter(same)
     # null has_features: a version 1 file, where every row had features
@@ -235,6 +259,7 @@ def _columns(table: pa.Table, ref: Reference, rng: np.random.Generator) -> dict[
         "has": has,
         "predictions": t["predicted_class"].to_numpy(zero_copy_only=False).astype(np.int64),
         "embeddings": np.asarray(flat, dtype=np.float32).reshape(t.num_rows, ref.embedding_dim),
+        **quality_window.performance_columns(t, len(ref.class_names), labels),
         "time": t["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False),
         "key": rng.random(t.num_rows),
         "skipped": len(keep) - int(keep.sum()),
@@ -255,7 +280,16 @@ def iter_windows(settings: JobSettings, ref: Reference):
     rng = np.random.default_rng(settings.seed)
     cap = settings.max_rows_per_window
     zero_col = ref.feature_names.index("zero_fraction") if "zero_fraction" in ref.feature_names else None
-    needed = [*ref.feature_names, "has_features", "timestamp", "predicted_class", "embedding"]
+    needed = [
+        *ref.feature_names,
+        "has_features",
+        "timestamp",
+        "predicted_class",
+        "embedding",
+        "probabilities",
+    ]
+    needed += ["request_id", "window_index"]
+    labels = settings.quality.labels()
     open_windows: dict[int, _Window] = {}
     current = _Window(None, None, cap)  # row-count mode
     for lo, hi in _hours(start, end):
@@ -265,7 +299,9 @@ def iter_windows(settings: JobSettings, ref: Reference):
         except (OSError, ValueError, pa.ArrowException) as err:
             raise MonitoringError(f"cannot read the inference log {settings.log_dir}: {err}") from None
         rows = (
-            _columns(table.sort_by("timestamp"), ref, rng) if table is not None and table.num_rows else None
+            _columns(table.sort_by("timestamp"), ref, rng, labels)
+            if table is not None and table.num_rows
+            else None
         )
         if isinstance(gran, int):
             while rows is not None and len(rows["key"]):
@@ -365,6 +401,10 @@ def run_monitoring(settings: JobSettings, ref: Reference) -> dict[str, Any]:
             else:
                 info["previous"] = _brief(_compare(previous, arrays, {"against": "previous"}))
             previous = _previous_baseline(config, arrays, ref)
+        if window.perf is not None and ref.performance is not None:
+            info["performance"] = window.perf.summary(
+                arrays, ref.performance, ref.class_names, settings.quality, seed=settings.seed
+            )
         results.append(_compare(ref.baseline, arrays, info))
     if not results or not any(r.n_current for r in results):
         raise MonitoringError(
@@ -379,6 +419,8 @@ def run_monitoring(settings: JobSettings, ref: Reference) -> dict[str, Any]:
         "max_rows_per_window": settings.max_rows_per_window,
         "reference": ref.info,
         "n_previous_drifted": sum(bool(r.window.get("previous", {}).get("drifted")) for r in results),
+        "performance": quality_window.run_summary([r.to_dict() for r in results]),
+        "maps": quality_window.maps(settings.quality),
     }
     return build_report(results, config=config, baseline=ref.baseline.summary(), meta=meta)
 

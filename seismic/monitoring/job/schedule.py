@@ -60,6 +60,7 @@ from seismic.monitoring.job.run import (
     run_monitoring,
     write_reports,
 )
+from seismic.monitoring.quality.window import QualitySettings
 from seismic.monitoring.reports.json_report import read_json_report
 from seismic.monitoring.state import MonitorState
 
@@ -91,6 +92,7 @@ class ScheduleSettings:
     backfill: int = 1
     poll: dt.timedelta | None = None  # how often to look for complete windows (default: every / 10, 1-60 s)
     max_rows_per_window: int = 20_000
+    quality: QualitySettings = field(default_factory=QualitySettings)
     tracking_uri: str | None = None
     drift: DriftConfig = field(default_factory=DriftConfig)
     alerts: AlertSettings = field(default_factory=AlertSettings)
@@ -165,7 +167,7 @@ class Monitor:
             if self.reference is None:
                 meta_file = Path(source) / "metadata.json"
                 meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-                self.reference = load_reference(source, self.s.drift)
+                self.reference = load_reference(source, self.s.drift, self.s.quality)
                 self.model = {"name": meta.get("model_name"), "version": meta.get("model_version")}
             return
         client, name, version = _registry_version(source, self.s.tracking_uri)
@@ -177,7 +179,7 @@ class Monitor:
         folder = download(
             client, name, version, tempfile.mkdtemp(prefix=f"{name}-v{version}-", dir=self._cache)
         )
-        self.reference = load_reference(folder, self.s.drift)
+        self.reference = load_reference(folder, self.s.drift, self.s.quality)
         if self.model:
             log.warning("monitor: %s moved from version %s to %s", source, self.model.get("version"), version)
         self.model = {"name": name, "version": version}
@@ -203,6 +205,7 @@ class Monitor:
             max_rows_per_window=self.s.max_rows_per_window,
             compare_previous=False,  # one window per run: see the module docstring
             seed=self.s.drift.seed,
+            quality=self.s.quality,
         )
         record = {"id": start.isoformat(), "start": start.isoformat(), "end": end.isoformat()}
         try:
@@ -375,6 +378,7 @@ def settings_from_config(cfg: Any) -> ScheduleSettings:
         backfill=int(sched["backfill"]),
         poll=None if sched.get("poll") is None else duration(sched["poll"]),
         max_rows_per_window=int(cfg.max_rows_per_window),
+        quality=QualitySettings(**plain("quality")),
         tracking_uri=str(cfg.registry.tracking_uri) if source.startswith("models:/") else None,
         drift=DriftConfig.from_mapping(plain("drift")),
         alerts=alert_settings,

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 
 from seismic.io.atomic import atomic_file
 from seismic.monitoring.reports.json_report import validate_report
+from seismic.monitoring.reports.performance_html import performance_html
 
 _MAX_DETAILED_WINDOWS = 3
 _MAX_HISTOGRAMS = 12
@@ -219,6 +220,7 @@ def render_html(report: Mapping[str, Any]) -> str:
     ]
     if any(w["status"] == "ok" for w in windows):
         parts += ["<h2 id='over-time'>Drift scores over time</h2>", _time_plot(windows)]
+    parts += performance_html(report, _png)
     detailed = [w for w in windows if w["drifted"]][-_MAX_DETAILED_WINDOWS:]
     if not detailed and windows:
         detailed = [windows[-1]]
