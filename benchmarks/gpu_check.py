@@ -60,6 +60,8 @@ def recipe(name: str) -> dict:
     """The recipe's network name and keywords, window shape and batch size, from the composed config."""
     from hydra import compose, initialize_config_dir
 
+    import seismic.config  # noqa: F401  (registers the structured schemas the configs extend)
+
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"experiment={name}"])
     model = {k: v for k, v in cfg.model.items() if k not in ("name", "optimizer", "scheduler", "loss")}
@@ -106,9 +108,8 @@ def export(spec: dict, folder: Path) -> Path:
     sys.path.insert(0, str(ROOT / "tests" / "serving"))
     from models import export_tiny
 
-    net_kwargs = {k: v for k, v in spec["kwargs"].items()}
     traces = spec["shape"][1] if len(spec["shape"]) == 3 else 1
-    return export_tiny(folder, spec["net"], length=spec["shape"][-1], traces=traces, **net_kwargs)
+    return export_tiny(folder, spec["net"], length=spec["shape"][-1], traces=traces, **spec["kwargs"])
 
 
 def ort_rows(folder: Path, spec: dict, seconds: float) -> list[dict]:

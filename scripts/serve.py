@@ -23,20 +23,8 @@ import seismic.config  # noqa: F401  (registers the ${seismic.root:} resolver th
 from serving.app import app_from_settings
 from serving.runtime import ModelLoadError, parse_registry_uri
 from serving.server import bind, make_server
+from serving.settings import CONFIG_SECTIONS as SECTIONS
 from serving.settings import Settings, load_settings
-
-SECTIONS = (
-    "host",
-    "port",
-    "log_level",
-    "model",
-    "limits",
-    "batching",
-    "reload",
-    "inference_log",
-    "auth",
-    "shutdown",
-)
 
 
 def settings_from(cfg: DictConfig) -> Settings:

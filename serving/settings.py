@@ -79,6 +79,22 @@ class ShutdownSettings(_Section):
     graceful_s: float = Field(default=30.0, gt=0.0)
 
 
+# the keys of configs/serve.yaml that become Settings (the rest, e.g. paths and env, only feed them)
+CONFIG_SECTIONS = (
+    "host",
+    "port",
+    "reuse_port",
+    "log_level",
+    "model",
+    "limits",
+    "batching",
+    "reload",
+    "inference_log",
+    "auth",
+    "shutdown",
+)
+
+
 class Settings(_Section):
     env: str = "dev"
     host: str = "127.0.0.1"

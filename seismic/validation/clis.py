@@ -19,19 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from seismic.validation import sections, uris
 from seismic.validation.sections import library, number, target, typed
+from serving.settings import CONFIG_SECTIONS as SERVE_SECTIONS
 
-SERVE_SECTIONS = (
-    "host",
-    "port",
-    "log_level",
-    "model",
-    "limits",
-    "batching",
-    "reload",
-    "inference_log",
-    "auth",
-    "shutdown",
-)
 SHARED = ("paths", "env", "registry")
 # configs/monitor.yaml has no structured schema: the keys scripts/monitor.py and the schedule read
 MONITOR_KEYS = {
