@@ -4,7 +4,7 @@
 ``benchmarks/results/latency.json``. All traffic goes to 127.0.0.1 and every cell is bounded in time.
 ``--quick`` (for iterating, not for the record) runs concurrency 8 only, 1 s a cell, and writes
 ``latency-quick.json``. ``--server-arg KEY=VALUE`` (repeatable) overrides our server's settings, e.g.
-``inference_log.sample_fraction=0.5`` to measure what logging every window costs.
+``inference_log.feature_rate=500`` to measure what the inference log costs; ``--no-peers``: ours and MLflow.
 
 1. In process, per model and batch size: windows/s of onnxruntime (a session configured as the server's
    default settings configure it) and of the same network in torch eager mode (``no_grad``).
@@ -221,6 +221,7 @@ def servers(
     levels: tuple[int, ...],
     server_args: list[str],
     worker_counts: tuple[int, ...],
+    peers: bool = True,
 ) -> tuple[list[dict], list[dict]]:
     """Rows of every server, and the peers skipped (with why)."""
     # MLflow's CLI runs `uvicorn` from PATH: the venv's bin must be on it
@@ -265,7 +266,7 @@ def servers(
     from serving.settings import ModelSettings
 
     threads = ModelSettings(source=str(folder)).model_dump()
-    for peer in PEERS:
+    for peer in PEERS if peers else ():
         python = peer_python(peer.name)
         if python is None:
             skipped.append({"peer": peer.name, "why": "not installed: bash benchmarks/peers/setup.sh"})
@@ -306,6 +307,7 @@ def main() -> None:
         default=[],
         help="override for our server (scripts/serve.py), e.g. inference_log.sample_fraction=0.5; repeatable",
     )
+    parser.add_argument("--no-peers", action="store_true", help="ours and MLflow only")
     args = parser.parse_args()
     levels = (8,) if args.quick else CONCURRENCY
     worker_counts = (1,) if args.quick else (1, 2)
@@ -320,7 +322,9 @@ def main() -> None:
         for name in names:
             folder = export(work, name)
             local += in_process(folder, name, args.seconds / 2)
-            rows, missing = servers(folder, name, work, args.seconds, levels, args.server_arg, worker_counts)
+            rows, missing = servers(
+                folder, name, work, args.seconds, levels, args.server_arg, worker_counts, not args.no_peers
+            )
             remote += rows
             skipped += missing
     checks = targets(local, remote)

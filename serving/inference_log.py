@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import datetime as dt
 import logging
 import os
 import queue
@@ -52,8 +51,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from seismic.features import FEATURE_NAMES, window_features
 from seismic.io.atomic import atomic_file, remove_stale_partials
+from serving.inference_log_rows import LogItem, partition_tables
 from serving.inference_log_schema import LOG_SCHEMA_VERSION, log_schema, read_inference_log
 
 __all__ = [
@@ -83,22 +82,6 @@ class InferenceLogStats:
     rows_pending: int  # accepted, not yet written or lost
     files_written: int
     write_errors: int  # failed file writes (each retried later)
-
-
-@dataclass
-class _Item:
-    """One log() call's sampled rows, as the caller handed them (copied)."""
-
-    micros: int
-    request_id: str
-    model_version: str
-    index: np.ndarray
-    has_features: np.ndarray  # per row
-    windows: np.ndarray  # the rows with features only
-    classes: np.ndarray
-    probabilities: np.ndarray
-    embeddings: np.ndarray
-    latency_s: float
 
 
 class _TokenBucket:
@@ -182,7 +165,7 @@ class InferenceLogWriter:
         self._dropped_since_warning = 0
         # writer side: touched only by the thread
         self._written = self._lost = self._files = self._errors = 0
-        self._queue: queue.SimpleQueue[_Item | _Flush] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[LogItem | _Flush] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="inference-log-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -228,7 +211,7 @@ class InferenceLogWriter:
         has_features[featured] = True
         # copies (fancy indexing): the caller may reuse its arrays as soon as this returns
         self._queue.put(
-            _Item(
+            LogItem(
                 micros,
                 str(request_id),
                 str(model_version),
@@ -306,7 +289,7 @@ class InferenceLogWriter:
             with contextlib.suppress(queue.Empty):
                 while True:
                     entry = self._queue.get_nowait()
-                    if isinstance(entry, _Item):
+                    if isinstance(entry, LogItem):
                         self._lost += len(entry.index)
         atexit.unregister(self.close)
 
@@ -324,7 +307,7 @@ class InferenceLogWriter:
         with contextlib.suppress(OSError):  # writes of killed processes; no live write is an hour old
             for stale in remove_stale_partials(self.directory, 3600):
                 logger.warning("inference log: removed %s, a write abandoned by a killed process", stale)
-        items: list[_Item] = []
+        items: list[LogItem] = []
         tables: list[tuple[str, str, pa.Table]] = []  # tabulated, not yet written (failed writes wait here)
         rows = 0  # in items and tables
         oldest = next_retry = 0.0
@@ -355,9 +338,9 @@ class InferenceLogWriter:
         due = max(time.monotonic() if rows >= self.flush_rows else oldest + self.flush_seconds, next_retry)
         return max(0.0, due - time.monotonic())
 
-    def _drain(self, timeout: float | None) -> tuple[list[_Item], list[_Flush]]:
+    def _drain(self, timeout: float | None) -> tuple[list[LogItem], list[_Flush]]:
         """Wait for the first entry (up to ``timeout``), then take everything queued."""
-        items: list[_Item] = []
+        items: list[LogItem] = []
         flushes: list[_Flush] = []
         try:
             entry = self._queue.get(timeout=timeout)
@@ -368,60 +351,10 @@ class InferenceLogWriter:
             pass
         return items, flushes
 
-    def _to_tables(self, items: Sequence[_Item]) -> list[tuple[str, str, pa.Table]]:
-        """One table per partition hour and output shape, its features computed in one call."""
-        groups: dict[tuple[Any, ...], list[_Item]] = defaultdict(list)
-        for item in items:
-            stamp = dt.datetime.fromtimestamp(item.micros / 1e6, dt.UTC)
-            shapes = (item.windows.shape[1:], item.probabilities.shape[1:], item.embeddings.shape[1:])
-            groups[(stamp.strftime("%Y-%m-%d"), stamp.strftime("%H"), shapes)].append(item)
-        out = []
-        for (date, hour, _), group in groups.items():
-            try:
-                out.append((date, hour, self._table(group)))
-                continue
-            except (ValueError, TypeError, pa.ArrowException):
-                pass  # some request's outputs are malformed (log() checks lengths only): find it below
-            for item in group:
-                try:
-                    out.append((date, hour, self._table([item])))
-                except (ValueError, TypeError, pa.ArrowException):
-                    # lose this request only, keep the thread alive
-                    n = len(item.index)
-                    logger.exception(
-                        "inference log: cannot tabulate request %s; %d row(s) lost", item.request_id, n
-                    )
-                    self._lost += n
-        return out
-
-    def _table(self, group: Sequence[_Item]) -> pa.Table:
-        counts = [len(i.index) for i in group]
-
-        def per_row(values: list[Any], dtype: Any) -> np.ndarray:  # one value per request -> per row
-            return np.repeat(np.asarray(values, dtype=dtype), counts)
-
-        probs = np.concatenate([i.probabilities for i in group])
-        emb = np.concatenate([i.embeddings for i in group])
-        has = np.concatenate([i.has_features for i in group])
-        features = np.full((len(has), len(FEATURE_NAMES)), np.nan)
-        if has.any():
-            features[has] = window_features(np.concatenate([i.windows for i in group]), self.dt_ms)
-        columns: dict[str, Any] = {
-            "timestamp": per_row([i.micros for i in group], "datetime64[us]"),
-            "request_id": per_row([i.request_id for i in group], object),
-            "model_version": per_row([i.model_version for i in group], object),
-            "window_index": np.concatenate([i.index for i in group]),
-            "has_features": has,
-        }
-        # null, not NaN, where no features were computed: NaN is a feature value a broken window can have
-        columns.update({name: pa.array(features[:, j], mask=~has) for j, name in enumerate(FEATURE_NAMES)})
-        columns["predicted_class"] = np.concatenate([i.classes for i in group]).astype(np.int32)
-        columns["max_probability"] = probs.max(axis=1)
-        columns["probabilities"] = pa.FixedSizeListArray.from_arrays(probs.ravel(), probs.shape[1])
-        columns["embedding"] = pa.FixedSizeListArray.from_arrays(emb.ravel(), emb.shape[1])
-        columns["latency_s"] = per_row([i.latency_s for i in group], np.float64)
-        schema = log_schema(probs.shape[1], emb.shape[1])
-        return pa.table([pa.array(columns[f.name], f.type) for f in schema], schema=schema)
+    def _to_tables(self, items: Sequence[LogItem]) -> list[tuple[str, str, pa.Table]]:
+        tables, lost = partition_tables(items, self.dt_ms)
+        self._lost += lost
+        return tables
 
     def _write(self, tables: list[tuple[str, str, pa.Table]], final: bool) -> list[tuple[str, str, pa.Table]]:
         """One file per partition and schema; returns the tables whose write failed (to retry, unless

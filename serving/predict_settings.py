@@ -59,7 +59,7 @@ class LogSettings(_Section):
     directory: str = "data/inference_log"
     sample_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
     feature_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
-    feature_rate: float | None = Field(default=2000.0, gt=0, description="feature rows/s; null: no cap")
+    feature_rate: float | None = Field(default=500.0, gt=0, description="feature rows/s; null: no cap")
     max_buffer_rows: int = Field(default=65536, ge=1)
 
 

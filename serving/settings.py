@@ -57,7 +57,7 @@ class InferenceLogSettings(_Section):
     max_buffer_rows: int = Field(default=65536, ge=1)
     sample_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
     feature_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
-    feature_rate: float | None = Field(default=2000.0, gt=0, description="feature rows/s; null: no cap")
+    feature_rate: float | None = Field(default=500.0, gt=0, description="feature rows/s; null: no cap")
 
 
 class AuthSettings(_Section):

@@ -16,10 +16,18 @@ from ort_model import OnnxModel, arguments
 class Seismic(Model):
     def __init__(self, args) -> None:
         super().__init__("seismic")
-        self.model = OnnxModel(args)
+        self.args = args
+        self.model: OnnxModel | None = OnnxModel(args)  # fails here, at start, on a bad model folder
         self.ready = True
 
+    def __getstate__(self) -> dict:
+        # workers > 1: KServe pickles the model into each worker process; an onnxruntime session cannot be
+        # pickled, so each worker opens its own on its first request
+        return {**self.__dict__, "model": None}
+
     def predict(self, payload: InferRequest, headers=None, response_headers=None) -> InferResponse:
+        if self.model is None:
+            self.model = OnnxModel(self.args)
         windows = payload.inputs[0].as_numpy()
         wanted = [o.name for o in payload.request_outputs] if payload.request_outputs else None
         results = self.model.run(windows, wanted)

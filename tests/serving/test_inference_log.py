@@ -17,6 +17,7 @@ import pyarrow.dataset as ds
 import pytest
 
 import serving.inference_log as inference_log
+import serving.inference_log_rows as inference_log_rows
 import serving.inference_log_schema as inference_log_schema
 from seismic.features import FEATURE_NAMES, window_features
 from serving.inference_log import InferenceLogWriter, log_schema, read_inference_log
@@ -117,7 +118,7 @@ def test_full_buffer_drops_and_counts_without_blocking(tmp_path, monkeypatch, ca
         gate.wait(10)  # the writer thread is stuck: the buffer can only fill up
         return window_features(windows, dt_ms)
 
-    monkeypatch.setattr(inference_log, "window_features", stalled_features)
+    monkeypatch.setattr(inference_log_rows, "window_features", stalled_features)
     writer = InferenceLogWriter(tmp_path, dt_ms=DT_MS, flush_rows=10, max_buffer_rows=50, flush_seconds=60)
     with caplog.at_level(logging.WARNING, logger="serving.inference_log"):
         started = time.perf_counter()
