@@ -1,4 +1,4 @@
-"""Benchmark records: what a benchmark printed, with the machine it ran on, as ``benchmarks/records/<name>.json``.
+"""Benchmark records: what a benchmark printed and the machine it ran on (``benchmarks/records/<name>.json``).
 
 The documentation's benchmark pages are generated from these files (``docs/gen_benchmarks.py``), so every
 figure there carries the CPU model, core count and the flags that decide the precision and kernel paths

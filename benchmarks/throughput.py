@@ -21,9 +21,9 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
-import sys
 from pathlib import Path
 
 import lightning as L
