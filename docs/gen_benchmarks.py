@@ -58,8 +58,13 @@ def load(name: str) -> dict:
     return record
 
 
+# a record embedded in another record's page (the 128-sample throughput run) gets no page of its own
+EMBEDDED = {m.group(1) for n in NOTES.glob("*.md") for m in PLACEHOLDER.finditer(n.read_text()) if m.group(1)}
+
 for path in sorted(RECORDS.glob("*.json")):
     name = path.stem
+    if name in EMBEDDED:
+        continue
     record = load(name)
     notes_path = NOTES / f"{name}.md"
     notes = notes_path.read_text() if notes_path.is_file() else "<!-- output -->\n"
