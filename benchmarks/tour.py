@@ -1,6 +1,6 @@
 """The README's tour, run as written on a copy of the checkout, each step timed; optionally `make run` first.
 
-    python benchmarks/tour.py [--make-run] [--keep DIR] [--port 0]
+    python benchmarks/tour.py [--make-run] [--make-test] [--skip-tour] [--keep DIR] [--port 0]
 
 The commands are the ``bash`` block between ``<!-- tour -->`` and ``<!-- /tour -->`` in README.md, run by one
 ``bash -e`` in a copy of the tracked files (the copy shares this checkout's ``.venv``, as a fresh clone would
@@ -8,8 +8,9 @@ have it after ``make .venv/.installed``), so what is timed is exactly what a rea
 is moved to a free one (``--port 0``) so a server already on 8080 does not answer in its place. It then reads
 the monitor's report and checks what the README promises: a verdict of ``drift``, the first window (traffic
 as it is) without drift and the second (gain doubled) with it. Prints a table of steps and seconds and
-records it (``benchmarks/record.py``); exit status 1 when a command fails or the verdict is not the
-promised one. ``tests/test_readme_tour.py`` (slow) runs it.
+records it (``benchmarks/record.py``): as ``tour`` with ``--make-run``, as ``make_test`` for
+``--make-test --skip-tour`` (the fast suite alone, in the same copy), else ``tour-steps``. Exit status 1 when
+a command fails or the verdict is not the promised one. ``tests/test_readme_tour.py`` (slow) runs it.
 """
 
 from __future__ import annotations
@@ -151,6 +152,8 @@ def check_report(workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--make-run", action="store_true", help="time `make run` in the copy first")
+    parser.add_argument("--make-test", action="store_true", help="time `make test` in the copy")
+    parser.add_argument("--skip-tour", action="store_true", help="only the make targets asked for")
     parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
     parser.add_argument("--port", type=int, default=0, help="the server's port (0: a free one)")
     args = parser.parse_args()
@@ -168,17 +171,26 @@ def main() -> None:
         # the copy shares this checkout's venv: installing into it from the copy would point the editable
         # install at a folder about to be deleted
         run = [c for c in commands if not c.startswith("make .venv")]
-        seconds = run_steps(workdir, [with_port(c, port) for c in run], workdir / "tour.log")
-        rows += list(zip(run, seconds, strict=True))
-        found = check_report(workdir)
+        if args.make_test:
+            started = time.perf_counter()
+            run_steps(workdir, ["make test"], workdir / "make_test.log")
+            rows.append(("make test", time.perf_counter() - started))
+            outcome = [ln for ln in (workdir / "make_test.log").read_text().splitlines() if " passed" in ln]
+            print(f"make test: {outcome[-1].strip('= ') if outcome else 'no pytest summary line'}")
+        found = None
+        if not args.skip_tour:
+            seconds = run_steps(workdir, [with_port(c, port) for c in run], workdir / "tour.log")
+            rows += list(zip(run, seconds, strict=True))
+            found = check_report(workdir)
     width = min(100, max(len(c) for c, _ in rows))
     print(f"{'step':<{width}}  seconds")
     for command, s in rows:
         shown = command if len(command) <= width else command[: width - 3] + "..."
         print(f"{shown:<{width}}  {s:7.1f}")
-    tour_total = sum(s for c, s in rows if c != "make run")
-    print(f"{'tour total':<{width}}  {tour_total:7.1f}")
-    print(f"monitor: verdict {found['verdict']}; windows {json.dumps(found['windows'])}")
+    if found is not None:
+        tour_total = sum(s for c, s in rows if not c.startswith("make "))
+        print(f"{'tour total':<{width}}  {tour_total:7.1f}")
+        print(f"monitor: verdict {found['verdict']}; windows {json.dumps(found['windows'])}")
 
 
 if __name__ == "__main__":
@@ -186,7 +198,11 @@ if __name__ == "__main__":
 
     try:
         # the page quotes `make run` too: a run without it is kept apart instead of replacing that record
-        record.run(main, "tour" if "--make-run" in sys.argv else "tour-steps")
+        if "--skip-tour" in sys.argv:
+            name = "make_test" if sys.argv[1:] == ["--make-test", "--skip-tour"] else "make-targets"
+        else:
+            name = "tour" if "--make-run" in sys.argv else "tour-steps"
+        record.run(main, name)
     except TourError as err:
         print(f"tour failed: {err}", file=sys.stderr)
         sys.exit(1)
