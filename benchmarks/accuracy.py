@@ -265,4 +265,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import record
+
+    record.run(main, "accuracy")

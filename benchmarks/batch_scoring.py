@@ -198,4 +198,6 @@ def print_table(rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import record
+
+    record.run(main, "batch_scoring")

@@ -177,4 +177,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import record
+
+    record.run(main, "io")

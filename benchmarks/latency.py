@@ -368,4 +368,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import record
+
+    record.run(main, "latency")

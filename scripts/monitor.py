@@ -22,6 +22,9 @@ import sys
 import threading
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault(
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+)  # a models:/ download draws a bar per file
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -79,9 +82,7 @@ def main(cfg: DictConfig) -> None:
 
     try:
         drift = DriftConfig.from_mapping(OmegaConf.to_container(cfg.drift, resolve=True))
-        end = (
-            as_utc(cfg.end) if cfg.end else dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-        )
+        end = as_utc(cfg.end) if cfg.end else default_end(dt.datetime.now(dt.UTC))
         lookback = parse_granularity(cfg.lookback)
         if not isinstance(lookback, dt.timedelta):
             raise ValueError(f"lookback must be a duration like 24h, got {cfg.lookback!r}")
@@ -101,8 +102,58 @@ def main(cfg: DictConfig) -> None:
     except (MonitoringError, ValueError, OSError) as err:
         print(f"monitor failed: {err}", file=sys.stderr)
         sys.exit(2)
-    summary = {**report["summary"], "performance": report["meta"]["performance"]}
+    summary = {
+        **report["summary"],
+        "range": {"start": report["meta"]["start"], "end": report["meta"]["end"]},
+        "min_rows": drift.min_rows,
+        "windows": [
+            window_line(w) for w in report["windows"] if w["n_current"] or w["window"]["quality"]["rows"]
+        ],
+        "quality_problems": quality_problems(report["windows"], cfg.alerts.quality),
+        "performance": report["meta"]["performance"],
+    }
     print(json.dumps({**summary, "reports": [str(p) for p in paths]}, indent=2))
+
+
+def default_end(now: dt.datetime) -> dt.datetime:
+    """The next full hour: rounding down would leave the newest traffic (this hour's) out of the range."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    return hour if hour == now else hour + dt.timedelta(hours=1)
+
+
+def window_line(w: dict) -> dict:
+    """A window as the printed summary shows it: rows seen, verdict and what drifted."""
+    drifted = [f for f in ("raw", "predictions", "embedding", "polarity") if (w.get(f) or {}).get("drifted")]
+    return {
+        "window": w["window"].get("id"),
+        "rows": w["window"]["quality"]["rows"],
+        "rows_tested": w["rows"],
+        "status": w["status"],
+        "drifted": drifted,
+        "drifted_features": w["raw"]["drifted_features"][:5],
+        "insufficient_families": w["insufficient_families"],
+    }
+
+
+def quality_problems(windows: list[dict], limits: DictConfig) -> list[str]:
+    """Data-quality fractions above the alert limits (configs/monitor.yaml alerts.quality), one line each."""
+    out = []
+    for w in windows:
+        q = w["window"]["quality"]
+        for key in ("nonfinite", "dead", "out_of_range"):
+            value = q.get(f"{key}_fraction", 0.0)
+            if value > float(limits[key]):
+                worst = sorted(q.get("out_of_range_features", {}).items(), key=lambda kv: -kv[1])[:3]
+                where = (
+                    f" (features: {', '.join(f'{n} {v:.2f}' for n, v in worst)})"
+                    if key == "out_of_range"
+                    else ""
+                )
+                out.append(
+                    f"window {w['window'].get('id')}: {key}_fraction {value:.3f} > {float(limits[key])} of "
+                    f"{q['feature_rows']} rows with features{where}"
+                )
+    return out
 
 
 if __name__ == "__main__":

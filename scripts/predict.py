@@ -22,6 +22,9 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault(
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+)  # a models:/ download draws a bar per file
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -85,6 +88,9 @@ def main(cfg: DictConfig) -> None:
             file=sys.stderr,
         )
     interrupt_on_signals(outputs)  # before install_sigterm_flush, which chains to it after flushing the log
+    # every sample of the cube is one window: a big cube takes a while, so say up front what is scored and
+    # where the results will be (tqdm then shows the rate and the time left)
+    print(f"predict: scoring {s.input} with {s.model.source}; writing {_names(outputs)}", file=sys.stderr)
     writer = None
     try:
         if s.engine == "ray":
@@ -147,6 +153,7 @@ def main(cfg: DictConfig) -> None:
     if writer is not None:
         report["inference_log"] = dataclasses.asdict(writer.stats)
     print(f"scored {result.windows} windows in {result.seconds:.1f} s ({result.windows_per_s:.0f} windows/s)")
+    print(f"wrote {_names([p for p in outputs if p.exists()])}", file=sys.stderr)
     print(json.dumps(report, indent=2))
 
 

@@ -13,6 +13,9 @@ import os
 import sys
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault(
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+)  # a models:/ download draws a bar per file
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -56,7 +59,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     server = make_server(app, settings.log_level)
     sock = bind(settings.host, settings.port, settings.reuse_port)
-    logging.getLogger("serving").warning("listening on http://%s:%d", *sock.getsockname()[:2])
+    logging.getLogger("serving").info("listening on http://%s:%d", *sock.getsockname()[:2])
     server.run(sockets=[sock])
 
 

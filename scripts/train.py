@@ -6,6 +6,7 @@ import os
 import sys
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file otherwise
 
 import hydra
 from omegaconf import DictConfig
@@ -17,8 +18,11 @@ import seismic.config  # noqa: F401  (registers the config schemas)
 def main(cfg: DictConfig) -> float | None:
     from seismic.export.onnx import ExportError
     from seismic.io.errors import SeismicIOError
+    from seismic.pipeline.quiet import quiet
     from seismic.pipeline.train import train
     from seismic.registry.tracking_store import TrackingError
+
+    quiet()  # after imports and Hydra's logging setup: Lightning installs its console handler at import
 
     try:
         metrics = train(cfg)

@@ -43,11 +43,12 @@ def uses(job: dict, action: str) -> list[dict]:
 def test_ci_run_commands_are_read():
     assert ci_run_commands() == [
         "make .venv/.installed",
-        '.venv/bin/python -m pip install --quiet -e ".[cluster,ray]"',
+        '.venv/bin/python -m pip install --quiet -e ".[cluster,ray,docs,notebook]"',
         "make test",
         "make lint",
         ".venv/bin/python -m pytest -m slow",
         ".venv/bin/python scripts/validate.py full=true",
+        ".venv/bin/mkdocs build --strict --quiet --site-dir .site",
     ]
 
 

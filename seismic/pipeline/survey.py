@@ -41,6 +41,10 @@ def make_survey(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"make_survey generates synthetic surveys; data.source is {cfg.data.source!r}")
     started = time.perf_counter()
     params = SyntheticSurveyConfig.from_mapping(OmegaConf.to_container(cfg.data.survey, resolve=True))
+    split = SplitSpec.from_mapping(OmegaConf.to_container(cfg.data.split))
+    # the split is what training will ask of the file: a survey too small for it fails here, before any
+    # file is written, instead of after the SEG-Y, labels and provenance are on disk
+    split.blocks(params.n_inlines)
     survey = generate_survey(params)
     generated = time.perf_counter()
     output = Path(cfg.output)
@@ -80,9 +84,7 @@ def make_survey(cfg: DictConfig) -> dict[str, Any]:
         "file_mb": round(output.stat().st_size / 1e6, 2),
         "content_hash": provenance["content_hash"],
         "read_back_max_abs_error": error,
-        "class_fractions": class_fractions_by_split(
-            survey.labels, SplitSpec.from_mapping(OmegaConf.to_container(cfg.data.split)), survey.class_names
-        ),
+        "class_fractions": class_fractions_by_split(survey.labels, split, survey.class_names),
         "quality_ok": report.ok,
         "seconds": {
             "generate": round(generated - started, 2),

@@ -60,7 +60,10 @@ class SweepSummary(Callback):
             "status": "completed" if ok else f"failed: {job_return._return_value!r}"[:300],
         }
         self.trials.append(trial)
-        if output_dir:
+        # every CLI shares the hydra group that installs this callback; outside a multirun a trial record is
+        # litter in a single run's folder (the monitor's report folder, say)
+        multirun = str(OmegaConf.select(hydra_cfg, "hydra.mode", default="")) == str(RunMode.MULTIRUN)
+        if output_dir and multirun:
             try:
                 (Path(output_dir) / TRIAL_FILE).write_text(json.dumps(trial))
             except OSError as err:  # the in-process record still serves a local sweep

@@ -42,3 +42,19 @@ def test_check_quality_cli_passes_the_written_survey(tmp_path):
     result = run_script(["scripts/check_quality.py", str(out), "--json", str(tmp_path / "q.json")], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((tmp_path / "q.json").read_text())["ok"] is True
+
+
+def test_sizes_the_split_cannot_use_fail_in_one_line_before_anything_is_written(tmp_path):
+    out = tmp_path / "small.sgy"
+    args = [
+        "scripts/make_survey.py",
+        f"output={out}",
+        "data.survey.n_inlines=8",
+        "data.survey.n_crosslines=24",
+    ]
+    result = run_script(args, tmp_path, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("make_survey failed:")]
+    assert "8 inlines cannot hold three blocks" in line
+    assert not list(tmp_path.glob("small*")), "nothing may be written for sizes that cannot be used"
