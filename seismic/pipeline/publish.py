@@ -219,7 +219,7 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
 
     Without ``run_id`` a registration gets its own MLflow run (experiment ``seismic-export``) as its source.
     """
-    from seismic.tasks.classification import FaciesClassificationTask
+    from seismic.tasks import load_task
 
     if not cfg.get("ckpt_path"):
         raise ValueError("ckpt_path is required: the Lightning checkpoint to export (ckpt_path=PATH)")
@@ -227,7 +227,7 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         raise FileNotFoundError(f"ckpt_path {cfg.ckpt_path}: no such checkpoint file")
     if cfg.publish.register:  # fail before the export work, not after
         client = connect(cfg.registry.tracking_uri)
-    task = FaciesClassificationTask.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")
+    task = load_task(cfg.ckpt_path, map_location="cpu")
     hparams = _plain(dict(task.hparams))
     folder = Path(cfg.publish.output_dir)
     metadata = build_model_folder(task.net, hparams, _plain(cfg.data), folder, _plain(cfg.publish))
