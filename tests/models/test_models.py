@@ -173,18 +173,23 @@ def test_onnx_export_and_onnxruntime_parity(name, tmp_path):
     metadata = {"input": {"name": "windows", "shape": [None, *shape]}, "normalisation": {"clip_sigma": 5.0}}
     written = export_onnx(model, tmp_path, metadata, real_windows=example(model, 33).numpy(), large_batch=33)
     assert written["parity"]["passed"] and written["parity"]["max_abs_error"] <= 1e-4
-    assert {(c["inputs"], c["batch"]) for c in written["parity"]["checks"]} == {
-        ("random", 1),
-        ("random", 33),
-        ("real", 1),
-        ("real", 33),
-    }
+    dense = model_task(model) == "segmentation"
+    large = 32 if dense else 33  # segmentation tiles: SEGMENTATION_LARGE_BATCH
+    expected = {("random", 1), ("random", large), ("real", 1), ("real", large)}
+    if dense:  # the dynamic spatial axes are checked at a second tile size
+        expected |= {("random_2x_tile", 1), ("random_2x_tile", 4)}
+    assert {(c["inputs"], c["batch"]) for c in written["parity"]["checks"]} == expected
     graph = onnx.load(str(tmp_path / "model.onnx"))
     onnx.checker.check_model(graph)
-    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param, "the batch axis must be symbolic"
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param, "the batch axis must be symbolic"
+    assert all(bool(d.dim_param) == dense for d in list(dims)[2:]), "spatial axes: symbolic iff dense"
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    for size in (1, 7):  # batch sizes the parity check did not use
+    sizes = [(1, None), (7, None)] + ([(2, model.size_multiple * 3)] if dense else [])
+    for size, length in sizes:  # batch sizes (and a tile length) the parity check did not use
         x = example(model, size, seed=size + 100)
+        if length is not None:
+            x = torch.randn(*x.shape[:-1], length)
         logits, probabilities, embedding = session.run(None, {"windows": x.numpy()})
         with torch.no_grad():
             want_logits, want_embedding = model(x)

@@ -172,3 +172,32 @@ def test_the_model_picks_the_task_and_mismatches_are_named():
         make_task(window={"length": 30, "width": 1})
     with pytest.raises(ValueError, match="dice_weight"):
         make_task(dice_weight=-1.0)
+
+
+def test_export_metadata_say_task_tile_overlap_and_outputs():
+    from seismic.export.onnx import metadata_from_hparams, summarise_tiles
+
+    task = make_task("unet2d")
+    meta = metadata_from_hparams(dict(task.hparams), embedding_dim=task.net.embedding_dim)
+    assert meta["task"] == "segmentation" and meta["default_overlap"] == 0.25
+    assert meta["tile"] == {
+        "trained": [8, 32],
+        "axes": ["traces", "time"],
+        "size_multiple": 4,
+        "dynamic": True,
+    }
+    assert meta["outputs"]["probabilities"] == [None, 3, None, None]
+    assert set(meta["outputs_meaning"]) == {"logits", "probabilities", "embedding"}
+    classifier = FaciesClassificationTask(
+        model="cnn1d", num_classes=3, window={"length": 32, "width": 1}, metadata={"dt_ms": 4.0},
+        normalisation={"mean": 0.0, "std": 1.0, "clip_sigma": 5.0}, class_names=CLASSES,
+    )  # fmt: skip
+    plain = metadata_from_hparams(dict(classifier.hparams), embedding_dim=classifier.net.embedding_dim)
+    assert plain["task"] == "classification" and "tile" not in plain
+    probabilities = np.zeros((1, 3, 2, 2), dtype=np.float32)
+    probabilities[0, 0] = [[0.9, 0.2], [0.9, 0.9]]
+    probabilities[0, 1] = 1 - probabilities[0, 0]
+    summary = summarise_tiles(probabilities)
+    np.testing.assert_allclose(summary["class_shares"], [[0.75, 0.25, 0.0]])
+    np.testing.assert_allclose(summary["mean_max_probability"], [0.875])
+    np.testing.assert_allclose(summary["probabilities"], [[0.725, 0.275, 0.0]], rtol=1e-6)
