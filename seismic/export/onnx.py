@@ -21,8 +21,9 @@ original module.
 Segmentation models (``task = "segmentation"``, :mod:`seismic.models.unet`): the graph's input axes after the
 channel are dynamic too (``traces``/``time``), ``logits``/``probabilities`` are ``[batch, C, (W,) T]``
 (softmax over the class axis), and parity is also checked at a second tile size (twice the trained one).
-Their metadata add ``task``, ``tile`` (the trained tile and the ``size_multiple`` every spatial size must divide by),
-``default_overlap`` (of whole-volume inference, :mod:`seismic.inference.tiling`) and ``outputs_meaning``.
+Their metadata add ``task``, ``tile`` (the trained tile and the ``size_multiple`` every spatial size must
+divide by), ``default_overlap`` (of whole-volume inference, :mod:`seismic.inference.tiling`) and
+``outputs_meaning``.
 Classification models say ``task: classification``.
 
 Exporter: ``torch.onnx.export(dynamo=False)`` (the TorchScript tracer). Measured here on cnn1d/cnn2d
