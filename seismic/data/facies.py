@@ -3,24 +3,29 @@
 The model is built in flat "geological time" coordinates: a stack of thick units whose thickness varies
 laterally (:func:`build_stack`), each with a primary facies and column-like bodies of a secondary one
 (:class:`FaciesPlan`: near-vertical lateral contacts, so a body replaces the unit's facies over its whole
-thickness instead of adding contacts inside a trace). A generator receives every voxel of its facies with the
-voxel's place in its unit (:class:`FaciesVoxels`) and returns the reflectivity there; every run of a facies
-but ``massive`` starts with a moderate boundary reflector (``textures.boundary``), as facies contacts do,
-mostly of the sign its facies' impedance gives (``textures.TOP_POSITIVE``).
+thickness instead of adding contacts inside a trace). Since generator v4 the model is an acoustic impedance
+model (:func:`flat_model` returns log-impedance): each facies has a mean impedance level (``IMPEDANCE_LEVEL``,
+drawn again per survey within ``LEVEL_JITTER`` and varying laterally per unit), a grading from top to base
+(``GRADING``: massive bodies and thin beds fine upward, so their hard tops are sharper contrasts than their
+bases), a compaction trend with depth, and the texture of its facies integrated into impedance. The survey
+derives reflectivity from the impedance contrasts (:func:`seismic.data.synthetic.reflection_coefficients`), so
+a contact's sign comes from the rocks on either side: a hard top reflects positive in every survey, and a
+survey recorded with reversed polarity is not just another survey of the same geology.
 
 Each facies has a character that a single trace window of ~64 samples (30 Hz wavelet, 10 dB noise) shows;
-interior RMS levels after the survey's scaling to unit RMS (noise RMS 0.32) are given in brackets. The loud
-facies overlap in level, so a classifier has to read texture, not brightness:
+interior RMS levels (8 samples or more from a contact) of the default survey after its scaling to unit RMS
+(noise RMS 0.32) are given in brackets. The loud facies overlap in level, so a classifier has to read texture,
+not brightness:
 
-- ``parallel`` (~1.0): isolated bright reflectors 14-19 samples apart, quiet between, laterally continuous.
-- ``transparent`` (~0.6): weak, low-frequency, partly continuous reflectivity, about twice the noise level.
-- ``chaotic`` (~1.4): dense reflector segments with random dips and strengths in small cells redrawn every
+- ``parallel`` (~0.93): isolated bright reflectors 14-19 samples apart, quiet between, laterally continuous.
+- ``transparent`` (~0.61): weak, low-frequency, partly continuous reflectivity, about twice the noise level.
+- ``chaotic`` (~1.34): dense reflector segments with random dips and strengths in small cells redrawn every
   6 samples: discontinuous laterally, bursty vertically.
-- ``thin_bedded`` (~1.1): near-periodic alternating-polarity thin beds ~2 samples apart: the highest
+- ``thin_bedded`` (~1.02): near-periodic alternating-polarity thin beds ~2 samples apart: the highest
   frequency, laterally continuous.
-- ``massive`` (noise only inside): one bright reflector (1.6-2x) at the top of the body and an exactly quiet
-  (zero) interior.
-- ``clinoform`` (~1.0): a near-monochromatic oscillation (vertical period 6.5-9 samples) of sigmoidal layers
+- ``massive`` (~0.54: noise and the tails of its contacts): the hardest rock, no texture inside; a bright
+  positive reflector at its top and a weaker one at its graded base.
+- ``clinoform`` (~0.92): a near-monochromatic oscillation (vertical period 6.5-9 samples) of sigmoidal layers
   prograding in several lobes with their own azimuths, i.e. dipping in most sections.
 
 Layered facies read their per-unit sequence along a gently warped, laterally shifted depth axis with laterally
@@ -35,10 +40,26 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from seismic.data.textures import GENERATORS, FaciesVoxels, boundary, smooth_fields
+from seismic.data.textures import GENERATORS, FaciesVoxels, smooth_fields
 
 FACIES: tuple[str, ...] = ("parallel", "transparent", "chaotic", "thin_bedded", "massive", "clinoform")
 _GAP = 2  # a facies is never the primary facies of a unit within this many units of itself
+# Log-impedance level of each facies, in reflectivity units (a contact between two facies reflects by the
+# difference of their levels; one unit is :data:`seismic.data.synthetic.REFLECTION_PER_UNIT` of reflection
+# coefficient). Soft shale (transparent) lowest, hard massive bodies (salt, carbonate) highest: a massive
+# top is a strong positive reflection and a transparent top a negative one, whatever survey they are in.
+IMPEDANCE_LEVEL = np.array([1.6, 0.0, 1.2, 0.9, 2.4, 0.55])  # in FACIES order
+# Grading: log-impedance change from a unit's top to its base. Most units coarsen upward (regressive
+# parasequences: harder at the top), massive bodies most (a cemented cap), the shale least stiff at its
+# base; parallel and chaotic units are not graded. The ramp lies below the wavelet's band: what it changes is
+# the contacts, so the top and the base of a body differ in strength, a facies' windows have a skewness of a
+# consistent sign in every survey, and a reversed survey is not another survey of the same geology (it was
+# with signs drawn per contact). Chosen by measurement: across five survey seeds, the class means of window
+# skewness separate from their reversal with a summed Fisher ratio of 63 (27 for version 3's signs).
+GRADING = np.array([0.0, -1.2, 0.0, -0.6, -2.2, -0.6])
+LEVEL_JITTER = 0.15  # each survey draws its levels within +-this of IMPEDANCE_LEVEL (keeps their order)
+LEVEL_LATERAL = 0.1  # lateral variation of a unit's levels (smooth field in (-1, 1) times this)
+COMPACTION_PER_SAMPLE = 1e-3  # log-impedance increase per sample of burial
 
 
 def facies_sequence(rng: np.random.Generator, n: int, start: int) -> np.ndarray:
@@ -160,17 +181,26 @@ def window_start(visible: np.ndarray, centre: float) -> int:
 def flat_model(
     rng: np.random.Generator, plan: FaciesPlan, tops: np.ndarray, unit: np.ndarray, gx, gy, tau
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (uint8) and reflectivity (float32) of the flat grid."""
+    """Labels (uint8) and log-impedance (float32, in reflectivity units: see :data:`IMPEDANCE_LEVEL`) of
+    the flat grid.
+
+    The log-impedance of a voxel is its facies' level (drawn once per survey around
+    :data:`IMPEDANCE_LEVEL`, varying laterally per unit), a compaction trend, and the facies' texture: its
+    reflectivity series (:mod:`seismic.data.textures`) integrated down each run of the facies, with the run's
+    mean reflectivity removed so that the texture returns to the level at the run's base. A contact then
+    reflects by the difference of the two levels only, with the sign the rocks give, in every survey.
+    """
     n = tops.shape[-1] - 1
     top = np.take_along_axis(tops.astype(np.float32), unit, axis=-1)
     thick = np.take_along_axis(tops.astype(np.float32), unit + np.uint8(1), axis=-1) - top
     zeta = np.maximum(tau.astype(np.float32) - top, 0)
     del top
-    labels = plan.labels(unit, zeta / thick)
+    eta = zeta / thick
+    labels = plan.labels(unit, eta)
     run_top = np.ones(labels.shape, bool)
     run_top[..., 1:] = labels[..., 1:] != labels[..., :-1]
     refl = np.zeros(unit.shape, np.float32)
-    *streams, marker_stream = rng.spawn(len(FACIES) + 1)
+    *streams, level_stream = rng.spawn(len(FACIES) + 1)
     for f, (name, stream) in enumerate(zip(FACIES, streams, strict=True)):
         idx = np.flatnonzero(labels == f)
         if idx.size == 0:
@@ -182,7 +212,7 @@ def flat_model(
             gi=gi,
             gj=gj,
             zeta=z,
-            eta=z / thick.reshape(-1)[idx],
+            eta=eta.reshape(-1)[idx].astype(float),
             thickness=thick.reshape(-1)[idx].astype(float),
             unit=u,
             run_top=run_top.reshape(-1)[idx],
@@ -191,9 +221,18 @@ def flat_model(
             grid_y=gy,
         )
         refl.reshape(-1)[idx] = GENERATORS[name](stream, voxels)
-        if name != "massive":
-            refl.reshape(-1)[idx] += boundary(marker_stream, voxels, name)
-    return labels, refl
+    run = np.cumsum(run_top.reshape(-1)) - 1  # every column starts a run: ids never span two columns
+    run_mean = np.bincount(run, weights=refl.reshape(-1)) / np.bincount(run)
+    refl -= run_mean[run].reshape(refl.shape).astype(np.float32)
+    texture = np.cumsum(refl, axis=-1)
+    del refl, run
+    level = IMPEDANCE_LEVEL + level_stream.uniform(-LEVEL_JITTER, LEVEL_JITTER, len(FACIES))
+    lateral = LEVEL_LATERAL * smooth_fields(level_stream, n, 30.0, gx, gy).astype(np.float32)
+    log_impedance = texture + level.astype(np.float32)[labels]
+    log_impedance += GRADING.astype(np.float32)[labels] * (eta - np.float32(0.5))
+    log_impedance += lateral[unit, np.arange(gx.size)[:, None, None], np.arange(gy.size)[None, :, None]]
+    log_impedance += np.float32(COMPACTION_PER_SAMPLE) * tau.astype(np.float32)
+    return labels, log_impedance
 
 
 assert tuple(GENERATORS) == FACIES

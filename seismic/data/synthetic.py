@@ -12,12 +12,15 @@ plus planar faults, then convolution with a wavelet), built so that labels and a
    secondary facies (lateral facies change), so a facies occurs at many depths. Six consecutive units that
    the deformation leaves visible in every inline and crossline hold one of each facies, so every facies is
    present in any inline or crossline block; the others are balanced and never repeat within two units.
-   Each facies fills its voxels with its own reflectivity texture (:mod:`seismic.data.facies`), with its
-   parameters varying laterally so one survey shows the range that a survey from another seed draws.
+   Each facies fills its voxels with an acoustic impedance model (:mod:`seismic.data.facies`): a level per
+   facies, a grading and a compaction trend, and its own texture, with parameters varying laterally so one
+   survey shows the range that a survey from another seed draws.
 2. One deformation maps each output sample to a source point of the flat model: planar normal faults are
    undone youngest first (the hanging wall slid down-dip, vertical throw ``throw``), then folding, a vertical
-   shift ``s = linear dip + (0.5 + t / n_samples) * sum of Gaussian bumps``. The reflectivity is sampled
-   there by linear interpolation and the labels by nearest neighbour: the same mapping for both.
+   shift ``s = linear dip + (0.5 + t / n_samples) * sum of Gaussian bumps``. The log-impedance is sampled
+   there by linear interpolation and the labels by nearest neighbour: the same mapping for both. Reflection
+   coefficients are derived after the deformation, from the contrasts between vertically adjacent samples
+   (:func:`reflection_coefficients`), so a fault that juxtaposes two rocks reflects what they give.
 3. Convolution with a Ricker wavelet (peak frequency and phase from the config), scaling to unit signal RMS,
    and additive noise band-limited by the same wavelet at ``snr_db`` (20 log10 of signal RMS / noise RMS).
 
@@ -41,7 +44,11 @@ from seismic.data.survey import Survey
 __all__ = ["FACIES", "GENERATOR_VERSION", "SyntheticSurveyConfig", "generate_survey", "ricker"]
 
 GENERATOR = "seismic.data.synthetic"
-GENERATOR_VERSION = 3  # bump whenever the output for a given config changes
+GENERATOR_VERSION = 4  # bump whenever the output for a given config changes
+# Reflection coefficient of one unit of log-impedance contrast (the facies model's units): contacts of
+# 0.3-2.9 units reflect 0.006-0.058, the range of sedimentary contrasts. The survey is scaled to unit RMS, so
+# this sets only the (slight) non-linearity of tanh.
+REFLECTION_PER_UNIT = 0.02
 _SLAB_VOXELS = 1 << 19  # output voxels deformed per pass: bounds the memory of the coordinate arrays
 
 _INT_MIN = {"n_inlines": 1, "n_crosslines": 1, "n_samples": 1, "seed": 0, "n_units": len(FACIES)}
@@ -283,9 +290,21 @@ def _sample(volume: np.ndarray, order: int, slabs: list[np.ndarray]) -> np.ndarr
     return np.concatenate(out, axis=0)
 
 
+def reflection_coefficients(log_impedance: np.ndarray) -> np.ndarray:
+    """Normal-incidence reflection coefficients down the last axis, ``(Z[t] - Z[t-1]) / (Z[t] + Z[t-1])``
+    (0 at the first sample), of a log-impedance in reflectivity units: ``Z = exp(2 REFLECTION_PER_UNIT P)``,
+    so the coefficient is ``tanh(REFLECTION_PER_UNIT dP)``. It sits on the first sample of the lower layer,
+    the sample whose label the contact's lower facies carries."""
+    contrast = np.zeros_like(log_impedance)
+    np.subtract(log_impedance[..., 1:], log_impedance[..., :-1], out=contrast[..., 1:])
+    return np.tanh(contrast * np.float32(REFLECTION_PER_UNIT), out=contrast)
+
+
 @dataclass(frozen=True)
 class _Parts:
-    reflectivity: np.ndarray  # deformed, before the wavelet
+    units: np.ndarray  # unit index of the stack at each sample (deformed like the labels)
+    log_impedance: np.ndarray  # deformed, in reflectivity units (seismic.data.facies.IMPEDANCE_LEVEL)
+    reflectivity: np.ndarray  # reflection coefficients of the deformed impedance, before the wavelet
     labels: np.ndarray
     clean: np.ndarray  # convolved, scaled to unit RMS, no noise
     amplitudes: np.ndarray  # clean + noise, float32
@@ -320,12 +339,14 @@ def _synthesize(c: SyntheticSurveyConfig, *, fault_labels: bool = True) -> _Part
     start = window_start(_everywhere(unit_out[..., keep], tops.shape[-1] - 1), n_above + c.n_units / 2)
     plan = FaciesPlan.draw(plan_rng, tops.shape[-1] - 1, start, gx, gy, c.facies_bodies)
     for attempt in range(2):  # rare: bodies hid a facies from some inline/crossline; then drop the window's
-        flat_labels, flat_refl = flat_model(facies_rng.spawn(1)[0], plan, tops, unit, gx, gy, tau)
+        flat_labels, flat_impedance = flat_model(facies_rng.spawn(1)[0], plan, tops, unit, gx, gy, tau)
         labels = _sample(flat_labels, 0, coords)
         if attempt or _everywhere(labels[..., keep], len(FACIES)).all():
             break
         plan = plan.without_bodies(np.arange(start, start + len(FACIES)))
-    refl = _sample(flat_refl, 1, coords)
+    log_impedance = _sample(flat_impedance, 1, coords)
+    del flat_impedance
+    refl = reflection_coefficients(log_impedance)
     if not fault_labels:
         labels = _sample(flat_labels, 0, [xyz - origin for xyz in _coordinates(c, fold, (), half)])
 
@@ -340,6 +361,8 @@ def _synthesize(c: SyntheticSurveyConfig, *, fault_labels: bool = True) -> _Part
         signal_rms = float(np.sqrt(np.mean(np.square(clean, dtype=np.float64))))
         amplitudes += noise * np.float32(signal_rms * 10.0 ** (-c.snr_db / 20.0) / noise_rms)
     return _Parts(
+        units=unit_out[..., keep],
+        log_impedance=log_impedance[..., keep],
         reflectivity=refl[..., keep],
         labels=labels[..., keep],
         clean=clean,

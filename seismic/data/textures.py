@@ -108,23 +108,12 @@ CHAOTIC_SPACING = (2.0, 5.0)
 CHAOTIC_GAIN = 1.25
 THIN_GAIN = 1.5
 THIN_SPACING = (1.8, 2.3)
-MASSIVE_TOP = (1.6, 2.0)
 CLINO_PERIOD = (6.5, 9.0)
 CLINO_GAIN = 0.2
-BOUNDARY_SIZE = (0.5, 0.8)
-# Probability that the reflector at the top of a facies run is positive (an impedance increase, SEG normal
-# polarity). Rocks have consistent contrasts (hard massive bodies, soft shales), so a real survey is not
-# symmetric under a sign flip, and a polarity reversal in processing is a visible error; with random signs
-# (generator version 2) a flipped survey was statistically the same survey and no monitor could see it.
-PARALLEL_POSITIVE = 0.8  # the bright reflectors of ``parallel``: hard stringers in a softer matrix
-TOP_POSITIVE = {
-    "parallel": 0.7,
-    "transparent": 0.2,
-    "chaotic": 0.5,
-    "thin_bedded": 0.5,
-    "massive": 0.95,
-    "clinoform": 0.7,
-}
+# Share of the ``parallel`` reflectors that are positive: hard stringers in a softer matrix. With the contacts
+# (generator version 4: signs from the facies' impedance levels, :data:`seismic.data.facies.IMPEDANCE_LEVEL`)
+# this is why a real survey is not symmetric under a sign flip, so a polarity reversal is a visible error.
+PARALLEL_POSITIVE = 0.8
 
 
 def _length(v: FaciesVoxels, extra: float = 0.0) -> int:
@@ -231,13 +220,11 @@ def thin_bedded(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
     return THIN_GAIN * _layered(rng, v, table, 20.0, 2.0, 0.4)
 
 
-def _top_signs(rng: np.random.Generator, n_units: int, facies: str) -> np.ndarray:
-    return np.where(rng.random(n_units) < TOP_POSITIVE[facies], 1.0, -1.0)
-
-
 def massive(rng: np.random.Generator, v: FaciesVoxels) -> np.ndarray:
-    top = _top_signs(rng, v.n_units, "massive") * rng.uniform(*MASSIVE_TOP, v.n_units)
-    return np.where(v.run_top, top[v.unit] * (1.0 + 0.1 * _lateral(rng, v, 30.0)), 0.0)
+    """No texture: a massive body is one rock, so its interior reflects nothing; its top and base reflect
+    by the contrast of its (high) impedance level with its neighbours' (:mod:`seismic.data.facies`)."""
+    del rng
+    return np.zeros(v.zeta.shape)
 
 
 def clinoform(rng: np.random.Generator, v: FaciesVoxels, n_lobes: int = 3) -> np.ndarray:
@@ -264,12 +251,6 @@ def clinoform(rng: np.random.Generator, v: FaciesVoxels, n_lobes: int = 3) -> np
         out = np.where(lobe_of == lobe, np.cos(2.0 * np.pi * q / wavelength + phase), out)
     taper = 0.6 + 0.4 * np.sin(np.pi * np.clip(v.eta, 0.0, 1.0))
     return CLINO_GAIN * taper * out
-
-
-def boundary(rng: np.random.Generator, v: FaciesVoxels, facies: str) -> np.ndarray:
-    """The reflector at the top of every run of a facies but ``massive`` (which has its own, brighter)."""
-    size = _top_signs(rng, v.n_units, facies) * rng.uniform(*BOUNDARY_SIZE, v.n_units)
-    return np.where(v.run_top, size[v.unit] * (1.0 + 0.1 * _lateral(rng, v, 30.0)), 0.0)
 
 
 GENERATORS: dict[str, Callable[[np.random.Generator, FaciesVoxels], np.ndarray]] = {
