@@ -8,7 +8,7 @@ needs no halo and any chunk size gives the whole-volume result (up to onnxruntim
 batch compositions, ~1e-6). Models trained on crossline-axis tiles are refused (their tiles span inlines).
 
 The inference log gets one row per tile: the raw tile, its majority class, its probabilities averaged over
-its samples (:func:`seismic.export.onnx.summarise_tiles` without torch) and its embedding, as the
+its samples (:func:`seismic.inference.tiling.summarise_tiles`) and its embedding, as the
 reference profile holds it.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from seismic.data.windows import WindowSpec
-from seismic.inference.tiling import blend_sections
+from seismic.inference.tiling import blend_sections, summarise_tiles
 from seismic.io.segy import SegyFile
 from serving.runtime import LoadedModel
 
@@ -35,19 +35,6 @@ class DenseScoringError(RuntimeError):
 
 def tiles_per_call(spec: WindowSpec, batch_size: int) -> int:
     return int(max(1, min(batch_size, MAX_SAMPLES_PER_CALL // (spec.width * spec.length))))
-
-
-def tile_rows(probabilities: np.ndarray) -> dict[str, np.ndarray]:
-    """One inference-log row per tile: majority class, mean probabilities, class shares, mean max prob."""
-    n, c = probabilities.shape[:2]
-    flat = probabilities.reshape(n, c, -1)
-    shares = np.stack([(flat.argmax(axis=1) == k).mean(axis=1) for k in range(c)], axis=1)
-    return {
-        "class": shares.argmax(axis=1).astype(np.int64),
-        "probabilities": flat.mean(axis=2).astype(np.float32),
-        "class_shares": shares.astype(np.float32),
-        "mean_max_probability": flat.max(axis=1).mean(axis=1).astype(np.float32),
-    }
 
 
 def check_dense_spec(spec: WindowSpec) -> None:
@@ -74,7 +61,7 @@ def score_chunk_dense(
     """``(classes, max_probability)``, ``[k, n_xl, n_t]`` int16 / float32, of inlines ``[start, stop)``.
 
     ``on_batch(raw_tiles, outputs, start, seconds)`` as :func:`serving.batch.iter_scores`'s, with one
-    ``outputs`` row per tile (:func:`tile_rows` plus ``embedding``).
+    ``outputs`` row per tile (:func:`~seismic.inference.tiling.summarise_tiles` plus ``embedding``).
     """
     check_dense_spec(spec)
     data = (
@@ -98,7 +85,7 @@ def score_chunk_dense(
         return out["probabilities"], out["embedding"]
 
     def logged(raw: np.ndarray, probabilities: np.ndarray, embedding: np.ndarray, where: list) -> None:
-        rows = {**tile_rows(probabilities), "embedding": embedding}
+        rows = {**summarise_tiles(probabilities), "embedding": embedding}
         on_batch(raw[:, None], rows, start, clock["seconds"])
 
     probabilities = blend_sections(

@@ -55,7 +55,7 @@ from torch import nn
 from seismic.export.conv2d import as_conv2d
 from seismic.export.layout import METADATA_FILE, ONNX_FILE
 from seismic.features import FEATURE_NAMES
-from seismic.inference.tiling import DEFAULT_OVERLAP
+from seismic.inference.tiling import DEFAULT_OVERLAP, summarise_tiles
 from seismic.io.atomic import atomic_file
 from seismic.models.registry import model_task
 
@@ -311,22 +311,9 @@ def tile_summaries(sess: ort.InferenceSession, tiles: np.ndarray, batch: int = 3
         )
         summary = summarise_tiles(probabilities)
         for key, value in {**summary, "embedding": embedding}.items():
-            parts[key].append(value)
+            if key in parts:
+                parts[key].append(value)
     return {k: np.concatenate(v) for k, v in parts.items()}
-
-
-def summarise_tiles(probabilities: np.ndarray) -> dict[str, np.ndarray]:
-    """Per tile of dense ``probabilities [N, C, ...]``: mean probabilities, class shares, mean max
-    probability."""
-    n, c = probabilities.shape[:2]
-    flat = probabilities.reshape(n, c, -1)
-    classes = flat.argmax(axis=1)
-    shares = np.stack([(classes == k).mean(axis=1) for k in range(c)], axis=1)
-    return {
-        "probabilities": flat.mean(axis=2, dtype=np.float64).astype(np.float32),
-        "class_shares": shares.astype(np.float32),
-        "mean_max_probability": flat.max(axis=1).mean(axis=1).astype(np.float32),
-    }
 
 
 @torch.no_grad()

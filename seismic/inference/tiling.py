@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TilePlan", "blend_sections", "gaussian_weights", "tile_starts"]
+__all__ = ["TilePlan", "blend_sections", "gaussian_weights", "summarise_tiles", "tile_starts"]
 
 SIGMA_SCALE = 0.125  # MONAI's default
 WEIGHT_FLOOR = 1e-3
@@ -175,3 +175,20 @@ def blend_sections(
     acc /= plan.weight_sum()
     crop = (slice(None), slice(None), *(slice(0, n) for n in plan.shape))
     return acc[crop]
+
+
+def summarise_tiles(probabilities: np.ndarray) -> dict[str, np.ndarray]:
+    """One row per tile of dense ``probabilities [N, C, ...]``, as the inference log and the reference
+    profile hold dense models: ``class`` (the tile's majority class), ``probabilities`` [N, C] (averaged
+    over its samples), ``class_shares`` [N, C] (the share of its samples given each class) and
+    ``mean_max_probability`` [N]."""
+    n, c = probabilities.shape[:2]
+    flat = np.asarray(probabilities).reshape(n, c, -1)
+    labels = flat.argmax(axis=1)
+    shares = np.stack([(labels == k).mean(axis=1) for k in range(c)], axis=1)
+    return {
+        "class": shares.argmax(axis=1).astype(np.int64),
+        "probabilities": flat.mean(axis=2, dtype=np.float64).astype(np.float32),
+        "class_shares": shares.astype(np.float32),
+        "mean_max_probability": flat.max(axis=1).mean(axis=1).astype(np.float32),
+    }
