@@ -316,6 +316,22 @@ def tile_summaries(sess: ort.InferenceSession, tiles: np.ndarray, batch: int = 3
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+def centre_outputs(sess: ort.InferenceSession, tiles: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+    """A segmentation graph's ``logits``/``probabilities`` at each tile's centre sample ([N, C], the sample
+    whose label a held-out split carries) and ``embedding`` [N, D], in chunks: what the promotion gate
+    scores a dense model on, alike with a window classifier's centre predictions."""
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for s in range(0, len(tiles), batch):
+        outputs = sess.run(
+            list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(tiles[s : s + batch], np.float32)}
+        )
+        for i, value in enumerate(outputs):
+            if value.ndim > 2:  # dense: the centre sample of every spatial axis
+                value = value[(slice(None), slice(None), *(n // 2 for n in value.shape[2:]))]
+            parts[i].append(value)
+    return {name: np.concatenate(parts[i]) for i, name in enumerate(OUTPUT_NAMES)}
+
+
 @torch.no_grad()
 def run_torch(head: OnnxHead, windows: np.ndarray, batch: int = 1024) -> dict[str, np.ndarray]:
     parts = [

@@ -119,3 +119,14 @@ def test_served_tiles_may_take_any_multiple_of_the_size_multiple(models):
     with pytest.raises(InputError) as info:
         model.predict(np.zeros((2, 10, 24), dtype=np.float32))
     assert "multiple of 4" in info.value.expected
+
+
+def test_centre_outputs_read_the_centre_sample_of_each_tile(models):
+    from seismic.export.onnx import centre_outputs, run_session, session
+
+    model = models["unet2d"]
+    tiles = model.normalise(np.random.default_rng(0).normal(0, 250, (5, 1, 8, 16)).astype(np.float32))
+    sess = session(model.folder / "model.onnx")
+    full, centre = run_session(sess, tiles), centre_outputs(sess, tiles, batch=2)
+    np.testing.assert_allclose(centre["probabilities"], full["probabilities"][:, :, 4, 8], atol=1e-6)
+    np.testing.assert_allclose(centre["embedding"], full["embedding"], atol=1e-6)

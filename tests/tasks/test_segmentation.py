@@ -201,3 +201,37 @@ def test_export_metadata_say_task_tile_overlap_and_outputs():
     np.testing.assert_allclose(summary["class_shares"], [[0.75, 0.25, 0.0]])
     np.testing.assert_allclose(summary["mean_max_probability"], [0.875])
     np.testing.assert_allclose(summary["probabilities"], [[0.725, 0.275, 0.0]], rtol=1e-6)
+
+
+def test_label_cube_as_segy_trains_like_the_npy_one(tmp_path):
+    """Interpreters export facies as a SEG-Y cube on the seismic grid: read, checked and used as labels."""
+    from seismic.data.survey import Survey
+    from seismic.data.synthetic import SyntheticSurveyConfig, generate_survey
+    from seismic.io.errors import SurveyFileError
+    from seismic.io.segy import write_cube
+
+    survey = generate_survey(SyntheticSurveyConfig(n_inlines=20, n_crosslines=8, n_samples=48, seed=1))
+    cube = tmp_path / "s.sgy"
+    write_cube(cube, survey.amplitudes, survey.dt_ms, inlines=np.arange(50, 70))
+    labels = tmp_path / "facies.sgy"
+    write_cube(labels, survey.labels.astype(np.float32), survey.dt_ms, inlines=np.arange(50, 70))
+    dm = SeismicDataModule(
+        source="segy", cache_dir=tmp_path / "cache", segy={"path": str(cube), "labels_path": str(labels)},
+        window={"length": 16, "width": 4}, sampling={"train": 8, "val": 4, "test": 4}, split={"gap": 1},
+        dense=True,
+    )  # fmt: skip
+    dm.prepare_data()
+    dm.setup("fit")
+    np.testing.assert_array_equal(Survey.load(dm.survey_dirs[0]).labels, survey.labels)
+    _, y = dm.datasets["train"].__getitems__([0, 1])
+    assert y.shape == (2, 4, 16)
+    fractional = tmp_path / "bad.sgy"
+    write_cube(fractional, survey.labels.astype(np.float32) + 0.5, survey.dt_ms, inlines=np.arange(50, 70))
+    with pytest.raises(SurveyFileError, match="labels must be non-negative integers"):
+        SeismicDataModule(source="segy", cache_dir=tmp_path / "c2",
+                          segy={"path": str(cube), "labels_path": str(fractional)}).prepare_data()  # fmt: skip
+    shifted = tmp_path / "shifted.sgy"
+    write_cube(shifted, survey.labels.astype(np.float32), survey.dt_ms, inlines=np.arange(51, 71))
+    with pytest.raises(SurveyFileError, match="label cube grid"):
+        SeismicDataModule(source="segy", cache_dir=tmp_path / "c3",
+                          segy={"path": str(cube), "labels_path": str(shifted)}).prepare_data()  # fmt: skip
