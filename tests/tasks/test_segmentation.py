@@ -228,10 +228,10 @@ def test_label_cube_as_segy_trains_like_the_npy_one(tmp_path):
     fractional = tmp_path / "bad.sgy"
     write_cube(fractional, survey.labels.astype(np.float32) + 0.5, survey.dt_ms, inlines=np.arange(50, 70))
     with pytest.raises(SurveyFileError, match="labels must be non-negative integers"):
-        SeismicDataModule(source="segy", cache_dir=tmp_path / "c2",
-                          segy={"path": str(cube), "labels_path": str(fractional)}).prepare_data()  # fmt: skip
+        bad = {"path": str(cube), "labels_path": str(fractional)}
+        SeismicDataModule(source="segy", cache_dir=tmp_path / "c2", segy=bad).prepare_data()
     shifted = tmp_path / "shifted.sgy"
     write_cube(shifted, survey.labels.astype(np.float32), survey.dt_ms, inlines=np.arange(51, 71))
     with pytest.raises(SurveyFileError, match="label cube grid"):
-        SeismicDataModule(source="segy", cache_dir=tmp_path / "c3",
-                          segy={"path": str(cube), "labels_path": str(shifted)}).prepare_data()  # fmt: skip
+        bad = {"path": str(cube), "labels_path": str(shifted)}
+        SeismicDataModule(source="segy", cache_dir=tmp_path / "c3", segy=bad).prepare_data()
