@@ -398,6 +398,11 @@ def score_segy(
             check_dense_spec(spec)
         except DenseScoringError as err:
             raise BatchScoringError(str(err)) from None
+        if maps_dir:
+            raise BatchScoringError(
+                "output.maps_dir: the uncertainty/drift maps score window classifiers; a segmentation "
+                "model's max-probability volume (output.max_probability) is its uncertainty map"
+            )
     with open_input(model, spec, input_path, iline=iline, xline=xline, options=options) as (segy, volume):
         if model.dense:
             k = chunk_inlines or dense_chunk_inlines(volume.shape, len(model.class_names), max_memory_mb)

@@ -130,3 +130,14 @@ def test_centre_outputs_read_the_centre_sample_of_each_tile(models):
     full, centre = run_session(sess, tiles), centre_outputs(sess, tiles, batch=2)
     np.testing.assert_allclose(centre["probabilities"], full["probabilities"][:, :, 4, 8], atol=1e-6)
     np.testing.assert_allclose(centre["embedding"], full["embedding"], atol=1e-6)
+
+
+def test_a_cube_smaller_than_a_tile_is_padded_up_to_half_a_tile(models, tmp_path):
+    model = models["unet2d"]  # tiles of 8 traces x 16 samples
+    small = (np.random.default_rng(1).normal(size=(2, 5, 12)) * 250).astype(np.float32)
+    write_cube(tmp_path / "small.sgy", small, 4.0)
+    result = score_segy(model, tmp_path / "small.sgy", tmp_path / "small.classes.sgy", progress=False)
+    assert result.windows == small.size
+    write_cube(tmp_path / "thin.sgy", small[:, :3], 4.0)
+    with pytest.raises(ValueError, match="3 traces along the inline axis"):
+        score_segy(model, tmp_path / "thin.sgy", tmp_path / "thin.classes.sgy", progress=False)
