@@ -44,6 +44,7 @@ RATE_RUNS = [
     ("cnn2d_default", "cnn2d", {}, (LENGTH, 32), SAME_CUBE),
     ("unet1d_default", "unet1d", {}, (128, 1), SAME_CUBE),
     ("unet2d_default", "unet2d", {}, (128, 32), SAME_CUBE),
+    ("unet2d_overlap0", "unet2d", {}, (128, 32), SAME_CUBE),  # tiles side by side: the cost of blending
     ("cnn1d_small", "cnn1d", {"width": 8, "depth": 2}, (LENGTH, 1), (40, 50, 120)),
 ]
 F3_SAMPLES = 651 * 951 * 462
@@ -79,7 +80,8 @@ if args["mode"] == "open":
         f.read_inlines(0, 1)
 else:
     result = score_segy(model, args["input"], args["output"], summary_path=args["output"] + ".parquet",
-                        max_memory_mb=args["budget_mb"], batch_size=args["batch"], progress=False)
+                        max_memory_mb=args["budget_mb"], batch_size=args["batch"], progress=False,
+                        overlap=args.get("overlap"))
     out["score"] = result.to_dict()
 if args.get("compute") and model.dense:  # the very tiles blended scoring cuts, batched as it batches them
     from seismic.inference.tiling import TilePlan, iter_tiles
@@ -91,7 +93,8 @@ if args.get("compute") and model.dense:  # the very tiles blended scoring cuts, 
         sections, tile = cube.reshape(-1, cube.shape[2]), (spec.length,)
     else:
         sections, tile = cube, (spec.width, spec.length)
-    plan = TilePlan(sections.shape[1:], tile, model.default_overlap)
+    overlap = model.default_overlap if args.get("overlap") is None else args["overlap"]
+    plan = TilePlan(sections.shape[1:], tile, overlap)
     il = np.zeros(cube.size)  # per labelled sample, as end to end
     batches = [model.normalise(np.stack([sections[(i, *plan._region(st))] for i, st in b]))[:, None]
                for b in iter_tiles(len(sections), plan, tiles_per_call(spec, args["batch"]))]
@@ -169,8 +172,9 @@ def main() -> None:
             model = export(tmp / name, arch, kwargs, window)
             path = cube(tmp / f"cube_{'x'.join(map(str, shape))}.sgy", shape)
             output = str(tmp / f"{name}.classes.sgy")
+            overlap = 0.0 if name.endswith("overlap0") else None
             run = child(mode="score", model=str(model), input=str(path), output=output, budget_mb=256.0,
-                        batch=BATCH, compute=True)  # fmt: skip
+                        batch=BATCH, compute=True, overlap=overlap)  # fmt: skip
             e2e = run["score"]["windows_per_s"]
             rows_rate.append(
                 {
