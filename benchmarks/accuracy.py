@@ -19,6 +19,13 @@ off. Prints a table and writes JSON.
 same window centres (the generator's geology does not depend on the acquisition), so only the acquisition
 differs. Each point says whether it lies inside the ranges the experiment trained over (``data.acquisition``,
 ``data.augment.gain``; the nominal value alone when there are none).
+
+Every model, window classifiers and segmentation nets alike (``--experiments unet2d_default``), is also scored
+densely on the same samples: every sample of the held-out survey's test inline block (the configured
+split's ``test`` block, contacts included), with the F3 facies benchmark's PA, MCA, mIoU and FWIU
+(``seismic.tasks.dense_scores``). A classifier labels each sample by its own window; a segmentation net each
+inline section by blended tiles (``seismic.pipeline.train.predict_section_dense``, as batch scoring does).
+Segmentation nets' window scores read their dense labels at the window centres.
 """
 
 from __future__ import annotations
@@ -46,11 +53,12 @@ from sklearn.preprocessing import StandardScaler
 import seismic.config  # noqa: F401
 from seismic.data.datamodule import SeismicDataModule
 from seismic.data.synthetic import SyntheticSurveyConfig, generate_survey
-from seismic.data.windows import Normalisation, WindowSpec, extract_windows, sample_centres
+from seismic.data.windows import Normalisation, SplitSpec, WindowSpec, extract_windows, sample_centres
 from seismic.features import window_features
 from seismic.pipeline.precision import cpu_has_native_bf16
+from seismic.inference.tiling import blend_sections
 from seismic.pipeline.train import train
-from seismic.tasks.classification import FaciesClassificationTask
+from seismic.tasks import FaciesClassificationTask, FaciesSegmentationTask, dense_scores, load_task
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Acquisition grid of --grid: one parameter moved at a time from the held-out survey's nominal values.
@@ -74,14 +82,64 @@ def compose_experiment(name: str, root: Path, extra: list[str]):
     return cfg
 
 
-def holdout_windows(cfg, seed: int, n: int, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray, float]:
+def holdout_survey(cfg, seed: int):
     options = OmegaConf.to_container(cfg.data.survey, resolve=True)
     trained_on = options.pop("seed")
     if seed in (trained_on if isinstance(trained_on, list) else [trained_on]):
         raise SystemExit(f"--holdout-seed {seed} is a training survey's seed; choose another")
-    survey = generate_survey(SyntheticSurveyConfig.from_mapping({**options, "seed": seed}))
-    il, xl, t = sample_centres(survey.labels, n, spec, balance=False, seed=seed)
-    return extract_windows(survey.amplitudes, il, xl, t, spec), survey.labels[il, xl, t], survey.dt_ms
+    return generate_survey(SyntheticSurveyConfig.from_mapping({**options, "seed": seed}))
+
+
+def holdout_centres(survey, n: int, spec: WindowSpec, seed: int) -> tuple[np.ndarray, ...]:
+    """Uniform window centres over the whole held-out survey (the same for every model of a window spec)."""
+    return sample_centres(survey.labels, n, spec, balance=False, seed=seed)
+
+
+@torch.no_grad()
+def predict_dense(task: FaciesSegmentationTask, survey, inlines: range, norm: Normalisation) -> np.ndarray:
+    """Classes of every sample of ``inlines`` by a segmentation net: blended tiles per section."""
+    net = task.net.eval()
+    spec = WindowSpec.from_mapping(task.hparams.window)
+
+    def run(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, embedding = net(torch.from_numpy(tiles))
+        return torch.softmax(logits.float(), dim=1).numpy(), embedding.float().numpy()
+
+    out = np.empty((len(inlines), *survey.shape[1:]), dtype=np.int64)
+    for row, il in enumerate(inlines):
+        section = np.asarray(survey.amplitudes[il], dtype=np.float32)
+        sections, tile = (
+            (section, (spec.length,)) if spec.width == 1 else (section[None], (spec.width, spec.length))
+        )
+        probabilities = blend_sections(
+            sections, run, tile, num_classes=len(task.class_names), batch_size=32, normalise=norm.apply
+        )
+        out[row] = probabilities.argmax(axis=1).reshape(survey.shape[1:])
+    return out
+
+
+def predict_block_by_windows(
+    task: FaciesClassificationTask, survey, inlines: range, norm: Normalisation, batch: int = 4096
+) -> np.ndarray:
+    """Classes of every sample of ``inlines`` by a window classifier: one window per sample."""
+    spec = WindowSpec.from_mapping(task.hparams.window)
+    shape = (len(inlines), *survey.shape[1:])
+    il, xl, t = (a.ravel() for a in np.indices(shape))
+    il = il + inlines.start
+    out = np.empty(il.size, dtype=np.int64)
+    for s in range(0, il.size, batch):
+        sl = slice(s, s + batch)
+        out[sl] = predict(task, norm.apply(extract_windows(survey.amplitudes, il[sl], xl[sl], t[sl], spec)))
+    return out.reshape(shape)
+
+
+def dense_block_scores(predicted: np.ndarray, truth: np.ndarray, class_names: list[str]) -> dict:
+    c = len(class_names)
+    cm = np.bincount(truth.ravel() * c + predicted.ravel(), minlength=c * c).reshape(c, c)
+    values = dense_scores(cm, class_names)
+    return {k: round(values[k], 4) for k in ("pa", "mca", "miou", "fwiu", "macro_f1")} | {
+        "samples": int(truth.size)
+    }
 
 
 _GRID_SURVEYS: dict[SyntheticSurveyConfig, object] = {}
@@ -127,7 +185,7 @@ def acquisition_grid(cfg, task, norm: Normalisation, spec: WindowSpec, args) -> 
                     "parameter": name,
                     "value": value,
                     "inside_training_range": bool(low <= value <= high),
-                    "macro_f1": scores(y, predict(task, norm.apply(x)), list(task.hparams.class_names))[
+                    "macro_f1": scores(y, centre_classes(task, norm.apply(x)), list(task.hparams.class_names))[
                         "macro_f1"
                     ],
                 }
@@ -144,6 +202,14 @@ def predict(task: FaciesClassificationTask, windows: np.ndarray, batch: int = 10
         for s in range(0, len(windows), batch)
     ]
     return np.concatenate(out)
+
+
+def centre_classes(task, windows: np.ndarray) -> np.ndarray:
+    """The class of each window's centre sample: a classifier's output, or a segmentation net's there."""
+    classes = predict(task, windows)
+    while classes.ndim > 1:  # [N, (W,) T] dense labels: keep the centre of each trailing axis
+        classes = classes[..., classes.shape[-1] // 2]
+    return classes
 
 
 def training_windows(dm: SeismicDataModule, cap: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,20 +236,42 @@ def run_experiment(name: str, root: Path, args) -> list[dict]:
     started = time.perf_counter()
     metrics = train(cfg)
     minutes = (time.perf_counter() - started) / 60
+    # save_top_k=1: the one epoch* checkpoint is the best by the recipe's monitor (val/miou for segmentation)
     (best,) = sorted((Path(cfg.paths.output_dir) / "checkpoints").glob("epoch*.ckpt"))[-1:]
-    task = FaciesClassificationTask.load_from_checkpoint(best, map_location="cpu")
+    task = load_task(best, map_location="cpu")
     spec = WindowSpec.from_mapping(task.hparams.window)
     norm = Normalisation.from_mapping(task.hparams.normalisation)
-    x_hold, y_hold, dt_ms = holdout_windows(cfg, args.holdout_seed, args.windows, spec)
+    survey = holdout_survey(cfg, args.holdout_seed)
+    dt_ms = survey.dt_ms
+    il, xl, t = holdout_centres(survey, args.windows, spec, args.holdout_seed)
+    x_hold, y_hold = extract_windows(survey.amplitudes, il, xl, t, spec), survey.labels[il, xl, t]
     class_names = list(task.hparams.class_names)
+    lo, hi = SplitSpec.from_mapping(OmegaConf.to_container(cfg.data.split, resolve=True)).blocks(
+        survey.shape[0]
+    )["test"]
+    started = time.perf_counter()
+    if isinstance(task, FaciesSegmentationTask):
+        everything = predict_dense(task, survey, range(survey.shape[0]), norm)
+        window_pred, block_pred = everything[il, xl, t], everything[lo:hi]
+    else:
+        window_pred = predict(task, norm.apply(x_hold))
+        block_pred = predict_block_by_windows(task, survey, range(lo, hi), norm)
     rows = [
         {
             "experiment": name,
             "model": cfg.model.name,
+            "task": "segmentation" if isinstance(task, FaciesSegmentationTask) else "classification",
             "window": list(spec.sample_shape),
             "train_minutes": round(minutes, 2),
-            "val_macro_f1": round(metrics.get("val/macro_f1_best", float("nan")), 4),
-            "holdout": scores(y_hold, predict(task, norm.apply(x_hold)), class_names),
+            "val_macro_f1": round(
+                metrics.get("val/macro_f1_best", metrics.get("val/macro_f1", float("nan"))), 4
+            ),
+            "holdout": scores(y_hold, window_pred, class_names),
+            "holdout_test_inlines": {
+                "inlines": [int(lo), int(hi)],
+                **dense_block_scores(block_pred, np.asarray(survey.labels[lo:hi]), class_names),
+                "predict_seconds": round(time.perf_counter() - started, 1),
+            },
         }
     ]
     if args.grid:
@@ -239,6 +327,20 @@ def main() -> None:
             f"{r['experiment']:44} {r['window']!s:14} {r['train_minutes']:9.2f} {val:>7} "
             f"{r['holdout']['macro_f1']:10.4f} {r['holdout']['accuracy']:11.4f}"
         )
+    dense = [r for r in rows if "holdout_test_inlines" in r]
+    if dense:
+        block = dense[0]["holdout_test_inlines"]
+        print(
+            f"\nevery sample of the held-out survey's test inlines {block['inlines']} "
+            f"({block['samples']} samples)"
+        )
+        print(f"{'experiment':44} {'PA':>7} {'MCA':>7} {'mIoU':>7} {'FWIU':>7} {'macro F1':>9}")
+        for r in dense:
+            d = r["holdout_test_inlines"]
+            print(
+                f"{r['experiment']:44} {d['pa']:7.4f} {d['mca']:7.4f} {d['miou']:7.4f} {d['fwiu']:7.4f} "
+                f"{d['macro_f1']:9.4f}"
+            )
     for r in rows:
         if "acquisition_grid" in r:
             print(f"\n{r['experiment']}: held-out macro-F1 by acquisition (*: inside training ranges)")

@@ -7,10 +7,16 @@ at its end: the number ``/usr/bin/time -v`` prints as "Maximum resident set size
   SEG-Y outputs and summary) against onnxruntime's compute rate: ``LoadedModel.run`` on the same number of
   windows already cut and normalised, same batch size and threads. Untrained nets of the default size and a
   small one (where everything around the model weighs most).
-* ``memory``: the small model on generated cubes ~1x and ~4x the chunk budget ``max_memory_mb``, scored with
-  that budget; peak RSS split into anonymous memory (what the job allocates) and file-backed pages of the
-  memory-mapped input (page cache, reclaimable), both sampled every 10 ms, plus ru_maxrss; and the same
-  numbers for a process that only loads the model and opens the file (the floor scoring adds to).
+  The four architectures (window classifiers cnn1d, cnn2d; segmentation nets unet1d, unet2d, default sizes
+  and the tiles their recipes train on) score the *same* cube, so samples labelled per second compare
+  directly; a segmentation net's onnxruntime rate is measured on the very tiles blended scoring cuts
+  (overlap included), per labelled sample. The F3-sized cube's (651 x 951 x 462 samples) time is
+  extrapolated from each end-to-end rate.
+* ``memory``: the small model and unet2d on generated cubes ~1x and ~4x the chunk budget
+  ``max_memory_mb``, scored with that budget; peak RSS split into anonymous memory (what the job allocates)
+  and file-backed pages of the memory-mapped input (page cache, reclaimable), both sampled every 10 ms,
+  plus ru_maxrss; and the same numbers for a process that only loads the model and opens the file (the
+  floor scoring adds to).
 
 ``python benchmarks/batch_scoring.py`` prints a table and writes ``benchmarks/results/batch_scoring.json``.
 """
@@ -31,12 +37,20 @@ RESULTS = ROOT / "benchmarks" / "results" / "batch_scoring.json"
 BATCH = 1024
 LENGTH = 64
 # (name, architecture, net kwargs, cube shape) for the rate runs; the default net is ~15x slower per window
+# (name, architecture, net kwargs, window (length, width), cube shape): one cube for the four architectures
+SAME_CUBE = (8, 96, 256)
 RATE_RUNS = [
-    ("cnn1d_default", "cnn1d", {}, (12, 40, 100)),
-    ("cnn1d_small", "cnn1d", {"width": 8, "depth": 2}, (40, 50, 120)),
+    ("cnn1d_default", "cnn1d", {}, (LENGTH, 1), SAME_CUBE),
+    ("cnn2d_default", "cnn2d", {}, (LENGTH, 32), SAME_CUBE),
+    ("unet1d_default", "unet1d", {}, (128, 1), SAME_CUBE),
+    ("unet2d_default", "unet2d", {}, (128, 32), SAME_CUBE),
+    ("unet2d_overlap0", "unet2d", {}, (128, 32), SAME_CUBE),  # tiles side by side: the cost of blending
+    ("cnn1d_small", "cnn1d", {"width": 8, "depth": 2}, (LENGTH, 1), (40, 50, 120)),
 ]
+F3_SAMPLES = 651 * 951 * 462
 MEMORY_BUDGET_MB = 2.0
 MEMORY_CUBES = [(12, 100, 400), (48, 100, 400)]  # 1.9 MB and 7.7 MB: ~1x and ~4x the 2 MB chunk budget
+MEMORY_MODELS = ["cnn1d_small", "unet2d_default"]
 
 CHILD = r"""
 import json, resource, sys, threading, time
@@ -66,15 +80,32 @@ if args["mode"] == "open":
         f.read_inlines(0, 1)
 else:
     result = score_segy(model, args["input"], args["output"], summary_path=args["output"] + ".parquet",
-                        max_memory_mb=args["budget_mb"], batch_size=args["batch"], progress=False)
+                        max_memory_mb=args["budget_mb"], batch_size=args["batch"], progress=False,
+                        overlap=args.get("overlap"))
     out["score"] = result.to_dict()
-if args.get("compute"):
+if args.get("compute") and model.dense:  # the very tiles blended scoring cuts, batched as it batches them
+    from seismic.inference.tiling import TilePlan, iter_tiles
+    from serving.batch_dense import tiles_per_call
+    with open_segy(args["input"]) as f:
+        cube = f.read_all()
+    spec = WindowSpec.from_mapping(model.metadata["window"])
+    if spec.width == 1:
+        sections, tile = cube.reshape(-1, cube.shape[2]), (spec.length,)
+    else:
+        sections, tile = cube, (spec.width, spec.length)
+    overlap = model.default_overlap if args.get("overlap") is None else args["overlap"]
+    plan = TilePlan(sections.shape[1:], tile, overlap)
+    il = np.zeros(cube.size)  # per labelled sample, as end to end
+    batches = [model.normalise(np.stack([sections[(i, *plan._region(st))] for i, st in b]))[:, None]
+               for b in iter_tiles(len(sections), plan, tiles_per_call(spec, args["batch"]))]
+elif args.get("compute"):
     with open_segy(args["input"]) as f:
         cube = f.read_all()
     spec = WindowSpec.from_mapping(model.metadata["window"])
     il, xl, t = (a.ravel() for a in np.indices(cube.shape))
     batches = [model.normalise(extract_windows(cube, il[s:s + args["batch"]], xl[s:s + args["batch"]],
                t[s:s + args["batch"]], spec)) for s in range(0, il.size, args["batch"])]
+if args.get("compute"):
     model.run(batches[0])
     best = 0.0
     for _ in range(2):
@@ -91,22 +122,23 @@ print(json.dumps(out))
 """
 
 
-def export(folder: Path, model: str, kwargs: dict) -> Path:
+def export(folder: Path, model: str, kwargs: dict, window: tuple[int, int] = (LENGTH, 1)) -> Path:
     import torch
 
     from seismic.export.onnx import export_onnx, metadata_from_hparams
     from seismic.models import build_model
 
     torch.manual_seed(0)
+    length, width = window
     net = build_model(model, num_classes=6, **kwargs).eval()
     with torch.no_grad():
-        _, embedding = net(torch.zeros(1, 1, LENGTH))
+        _, embedding = net(torch.zeros(1, 1, *([width] if width > 1 else []), length))
     hparams = {
         "model": model,
         "model_kwargs": kwargs,
         "num_classes": 6,
         "class_names": [f"facies{i}" for i in range(6)],
-        "window": {"length": LENGTH, "width": 1, "axis": "inline", "pad_mode": "reflect"},
+        "window": {"length": length, "width": width, "axis": "inline", "pad_mode": "reflect"},
         "normalisation": {"mean": 0.0, "std": 250.0, "clip_sigma": 5.0},
         "metadata": {"dt_ms": 4.0},
     }
@@ -136,32 +168,44 @@ def main() -> None:
     rows_rate, rows_memory = [], []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for name, arch, kwargs, shape in RATE_RUNS:
-            model = export(tmp / name, arch, kwargs)
-            path = cube(tmp / f"{name}.sgy", shape)
+        for name, arch, kwargs, window, shape in RATE_RUNS:
+            model = export(tmp / name, arch, kwargs, window)
+            path = cube(tmp / f"cube_{'x'.join(map(str, shape))}.sgy", shape)
             output = str(tmp / f"{name}.classes.sgy")
+            overlap = 0.0 if name.endswith("overlap0") else None
             run = child(mode="score", model=str(model), input=str(path), output=output, budget_mb=256.0,
-                        batch=BATCH, compute=True)  # fmt: skip
+                        batch=BATCH, compute=True, overlap=overlap)  # fmt: skip
             e2e = run["score"]["windows_per_s"]
             rows_rate.append(
                 {
                     "model": name,
                     "cube": list(shape),
-                    "windows": run["score"]["windows"],
+                    "samples": run["score"]["windows"],
                     "batch": BATCH,
-                    "end_to_end_windows_per_s": round(e2e),
-                    "onnxruntime_windows_per_s": round(run["compute_windows_per_s"]),
+                    "end_to_end_samples_per_s": round(e2e),
+                    "onnxruntime_samples_per_s": round(run["compute_windows_per_s"]),
                     "ratio": round(e2e / run["compute_windows_per_s"], 3),
+                    "f3_minutes": round(F3_SAMPLES / e2e / 60, 1),
                 }
             )
-        small = tmp / "cnn1d_small"
-        for shape in MEMORY_CUBES:
+        same = {r["model"]: r["end_to_end_samples_per_s"] for r in rows_rate if r["cube"] == list(SAME_CUBE)}
+        for row in rows_rate:
+            if row["cube"] == list(SAME_CUBE):
+                row["x_cnn1d"] = round(row["end_to_end_samples_per_s"] / same["cnn1d_default"], 1)
+                row["x_cnn2d"] = round(row["end_to_end_samples_per_s"] / same["cnn2d_default"], 1)
+        for name, shape in [(m, c) for m in MEMORY_MODELS for c in MEMORY_CUBES]:
             path = cube(tmp / f"memory_{shape[0]}.sgy", shape)
-            args = {"model": str(small), "input": str(path), "budget_mb": MEMORY_BUDGET_MB, "batch": BATCH}
+            args = {
+                "model": str(tmp / name),
+                "input": str(path),
+                "budget_mb": MEMORY_BUDGET_MB,
+                "batch": BATCH,
+            }
             opened = child(mode="open", **args)
             run = child(mode="score", output=str(tmp / "memory.classes.sgy"), **args)
             rows_memory.append(
                 {
+                    "model": name,
                     "cube": list(shape),
                     "file_mb": round(path.stat().st_size / 2**20, 1),
                     "budget_mb": MEMORY_BUDGET_MB,
@@ -179,7 +223,11 @@ def main() -> None:
     print()
     print_table(rows_memory)
     result = {
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": __import__("os").cpu_count(),
+            "cpu": cpu_model(),
+        },
         "rate": rows_rate,
         "memory": rows_memory,
     }
@@ -188,8 +236,19 @@ def main() -> None:
     print(json.dumps(result))
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def print_table(rows: list[dict]) -> None:
-    keys = list(rows[0])
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    rows = [{k: r.get(k, "") for k in keys} for r in rows]
     cells = [[str(r[k]) for k in keys] for r in rows]
     widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
     print("  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))

@@ -12,6 +12,10 @@ Each precision is one row: ``bf16-mixed`` is CPU autocast in the plain loops and
 plugin in ``fit`` (``trainer.precision: auto`` picks it where the CPU has AMX or AVX512-BF16).
 Lightning's time includes ``fit``'s fixed start-up, so the default of 200 batches (close to one
 epoch of the default experiments, 234 batches) weighs it as a real epoch does, not as a 60-batch toy would.
+Segmentation nets (``--models unet1d unet2d``) train on dense tiles (the recipes' tile sizes and batch sizes,
+a fifth of ``--batches``: each batch is ~10^5 labelled samples); every row also reports *labelled samples*
+per second (a window classifier labels one sample per window, a segmentation net every sample of its tile),
+the number that compares the two tasks.
 Prints a table and writes JSON.
 """
 
@@ -31,10 +35,18 @@ import torch
 import torch.nn.functional as F
 
 from seismic.data.datamodule import SeismicDataModule
+from seismic.models import model_task
 from seismic.pipeline.precision import cpu_has_native_bf16
-from seismic.tasks.classification import FaciesClassificationTask
+from seismic.tasks import FaciesClassificationTask, task_class
 
-WINDOWS = {"cnn1d": {"length": 64, "width": 1}, "cnn2d": {"length": 64, "width": 32}}
+WINDOWS = {
+    "cnn1d": {"length": 64, "width": 1},
+    "cnn2d": {"length": 64, "width": 32},
+    "unet1d": {"length": 128, "width": 1},
+    "unet2d": {"length": 128, "width": 32},
+}
+# the recipes' batch sizes of the segmentation nets (configs/model/unet*.yaml: 128 traces, 16 tiles)
+DENSE_BATCH = {"unet1d": 128, "unet2d": 16}
 
 
 def make_datamodule(model: str, cache: Path, n_windows: int, batch: int) -> SeismicDataModule:
@@ -44,6 +56,7 @@ def make_datamodule(model: str, cache: Path, n_windows: int, batch: int) -> Seis
         window=WINDOWS[model],
         sampling={"train": n_windows, "val": batch, "test": batch},
         batch_size=batch,
+        dense=model_task(model) == "segmentation",
     )
     dm.prepare_data()
     dm.setup("fit")
@@ -51,7 +64,7 @@ def make_datamodule(model: str, cache: Path, n_windows: int, batch: int) -> Seis
 
 
 def make_task(model: str, dm: SeismicDataModule) -> FaciesClassificationTask:
-    return FaciesClassificationTask(
+    return task_class(model)(
         model=model,
         num_classes=len(dm.class_names),
         class_names=list(dm.class_names),
@@ -108,6 +121,10 @@ def best(repeats: int, fn) -> float:
 
 
 def measure(model: str, precision: str, cache: Path, n_batches: int, batch: int, repeats: int) -> dict:
+    dense = model_task(model) == "segmentation"
+    if dense:
+        batch, n_batches = DENSE_BATCH.get(model, batch), max(10, n_batches // 5)
+    labels = WINDOWS[model]["length"] * WINDOWS[model]["width"] if dense else 1  # per window
     dm = make_datamodule(model, cache, n_batches * batch, batch)
     loader = dm.train_dataloader()
     tensors = [b for _, b in zip(range(n_batches), loader, strict=False)]
@@ -134,12 +151,15 @@ def measure(model: str, precision: str, cache: Path, n_batches: int, batch: int,
         "lightning_vs_plain_loader": round(t_plain_loader / t_lightning, 3),
         "loader_sps": round(n / t_loader),
         "loader_vs_model": round((n / t_loader) / (n / t_plain), 1),
+        "labelled_per_window": labels,
+        "plain_labelled_sps": round(n * labels / t_plain),
+        "lightning_labelled_sps": round(n * labels / t_lightning),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["cnn1d", "cnn2d"])
+    parser.add_argument("--models", nargs="+", default=["cnn1d", "cnn2d", "unet1d", "unet2d"])
     parser.add_argument("--precision", nargs="+", default=["32-true", "bf16-mixed"])
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--length-1d", type=int, default=64, help="samples of a cnn1d window (recipe: 128)")

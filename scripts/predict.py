@@ -132,6 +132,7 @@ def main(cfg: DictConfig) -> None:
                     progress=s.progress,
                     options=InputOptions(s.normalisation, s.max_scale_ratio, s.resample),
                     maps_dir=out.maps_dir,
+                    overlap=s.chunk.overlap,
                     maps_options={
                         "windows_per_trace": out.maps_windows_per_trace,
                         "block": out.maps_block,

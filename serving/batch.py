@@ -39,6 +39,7 @@ from seismic.data.windows import WindowSpec, extract_windows, valid_centre_range
 from seismic.io.atomic import atomic_file
 from seismic.io.segy import SegyFile
 from seismic.io.segy_like import SegyLikeWriter
+from serving.batch_dense import DenseScoringError, check_dense_spec, dense_chunk_inlines, score_chunk_dense
 from serving.batch_input import DEFAULT_INPUT, InputOptions, open_input
 from serving.inference_log import InferenceLogWriter
 from serving.quality_maps import maps_for
@@ -137,6 +138,7 @@ def score_chunk(
     batch_size: int = 1024,
     on_batch: Any = None,
     prefetch: ThreadPoolExecutor | None = None,
+    overlap: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Score the centres on inlines ``[start, stop)`` of ``volume`` (an array, or a :class:`SegyFile` cube
     read lazily): ``(classes [k, n_xl, n_t] int16, max_probability [k, n_xl, n_t] float32)``.
@@ -144,10 +146,18 @@ def score_chunk(
     Only the inlines those windows read are loaded (:func:`halo`); windows are indexed in whole-volume
     coordinates, so any split into chunks gives the whole-volume result. ``on_batch`` as in
     :func:`iter_scores`; ``prefetch``: the one-thread executor that cuts the next batch (one per call if
-    ``None``).
+    ``None``). A segmentation model (``model.dense``) labels the chunk by blended tiles instead
+    (:mod:`serving.batch_dense`; ``overlap``: of its tiles, default the model's ``default_overlap``).
     """
     spec = window_spec(model)
     shape = volume_shape(volume)
+    if model.dense:  # segmentation: blended tiles per inline (serving.batch_dense)
+        try:
+            return score_chunk_dense(
+                model, volume, spec, start, stop, batch_size=batch_size, on_batch=on_batch, overlap=overlap
+            )
+        except DenseScoringError as err:
+            raise BatchScoringError(str(err)) from None
     if prefetch is None:
         with ThreadPoolExecutor(1, thread_name_prefix="cut-windows") as own:
             return score_chunk(
@@ -197,6 +207,7 @@ def iter_scores(
     chunk_inlines: int,
     batch_size: int = 1024,
     on_batch: Any = None,
+    overlap: float | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Score ``volume`` (``[n_il, n_xl, n_t]``; an array, or a :class:`SegyFile` cube read lazily) chunk by
     chunk: yields ``(start_inline, classes [k, n_xl, n_t] int16, max_probability [k, n_xl, n_t] float32)``.
@@ -211,7 +222,14 @@ def iter_scores(
         for start in range(0, shape[0], chunk_inlines):
             stop = min(start + chunk_inlines, shape[0])
             classes, max_prob = score_chunk(
-                model, volume, start, stop, batch_size=batch_size, on_batch=on_batch, prefetch=prefetch
+                model,
+                volume,
+                start,
+                stop,
+                batch_size=batch_size,
+                on_batch=on_batch,
+                prefetch=prefetch,
+                overlap=overlap,
             )
             yield start, classes, max_prob
     finally:
@@ -358,6 +376,7 @@ def score_segy(
     options: InputOptions = DEFAULT_INPUT,
     maps_dir: str | Path | None = None,
     maps_options: dict[str, Any] | None = None,
+    overlap: float | None = None,
 ) -> BatchResult:
     """Score every sample of the cube at ``input_path``; write the class volume (and the others) atomically.
 
@@ -374,22 +393,40 @@ def score_segy(
     started = time.perf_counter()
     job = uuid.uuid4().hex[:12]
     spec = window_spec(model)
+    if model.dense:
+        try:
+            check_dense_spec(spec)
+        except DenseScoringError as err:
+            raise BatchScoringError(str(err)) from None
+        if maps_dir:
+            raise BatchScoringError(
+                "output.maps_dir: the uncertainty/drift maps score window classifiers; a segmentation "
+                "model's max-probability volume (output.max_probability) is its uncertainty map"
+            )
     with open_input(model, spec, input_path, iline=iline, xline=xline, options=options) as (segy, volume):
-        valid_centre_ranges(volume.shape, spec)  # too small for a 'valid' window
-        k = chunk_inlines or chunk_inlines_for(volume.shape, spec, max_memory_mb)
+        if model.dense:
+            k = chunk_inlines or dense_chunk_inlines(volume.shape, len(model.class_names), max_memory_mb)
+        else:
+            valid_centre_ranges(volume.shape, spec)  # too small for a 'valid' window
+            k = chunk_inlines or chunk_inlines_for(volume.shape, spec, max_memory_mb)
         bar = Progress(int(np.prod(volume.shape)), progress)
         # the maps read what the model reads: rescaled and resampled as the options say
         maps = maps_for(model, volume, spec, **(maps_options or {})) if maps_dir else None
 
         def on_batch(windows: np.ndarray, out: dict[str, np.ndarray], start: int, seconds: float) -> None:
-            bar.update(len(windows))
+            # dense models: one row per tile, the bar counts its samples (overlaps counted again)
+            bar.update(
+                len(windows) if not model.dense else int(np.prod(windows.shape[:1] + windows.shape[2:]))
+            )
             if log_writer is not None:
                 log_writer.log(
                     f"batch-{job}-il{start}", model.version, windows, out["class"], out["probabilities"],
                     out["embedding"], seconds,
                 )  # fmt: skip
 
-        scored = iter_scores(model, volume, chunk_inlines=k, batch_size=batch_size, on_batch=on_batch)
+        scored = iter_scores(
+            model, volume, chunk_inlines=k, batch_size=batch_size, on_batch=on_batch, overlap=overlap
+        )
         chunks = ((s, volume.restore(c), volume.restore(p)) for s, c, p in scored)
         try:
             result = write_scores(

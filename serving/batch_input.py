@@ -187,7 +187,13 @@ def _section_or_refuse(segy: SegyFile, spec: WindowSpec) -> Section:
     return Section(segy, along_crosslines, int(lines[0]) if len(lines) == 1 else 0)
 
 
-def _check_size(path: Path, shape: tuple[int, ...], spec: WindowSpec, dt_ms: float) -> None:
+def _check_size(
+    path: Path, shape: tuple[int, ...], spec: WindowSpec, dt_ms: float, dense: bool = False
+) -> None:
+    if dense:
+        # a segmentation tile reaching past a short axis is filled by reflection (seismic.inference.tiling)
+        # and the fill is cut off again; past half a tile the net would see more mirror than data
+        spec = WindowSpec((spec.length + 1) // 2, (spec.width + 1) // 2, spec.axis, spec.pad_mode)
     if shape[2] < spec.length:
         raise BatchInputError(
             f"{path}: traces of {shape[2]} samples ({shape[2] * dt_ms:g} ms at the model's interval) are "
@@ -248,7 +254,9 @@ def open_input(
         if resampled:
             notes.append(f"traces resampled from {segy.dt_ms:g} ms to the model's {model_dt:g} ms")
         n_il, n_xl, n_t = source.shape  # type: ignore[misc]
-        _check_size(segy.path, (n_il, n_xl, model_samples(n_t, segy.dt_ms, model_dt)), spec, model_dt)
+        _check_size(
+            segy.path, (n_il, n_xl, model_samples(n_t, segy.dt_ms, model_dt)), spec, model_dt, model.dense
+        )
         ratio, mean, std = measure_scale(segy, norm)
         if std == 0 and options.normalisation == "per_volume":
             raise BatchInputError(f"{segy.path}: every sampled amplitude is {mean:g}: nothing to rescale")

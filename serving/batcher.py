@@ -106,7 +106,7 @@ class Batcher:
         """Pop requests of the head's model up to the batch size (never splitting one)."""
         head = self._queue.popleft()
         batch, n = [head], len(head.windows)
-        while self._queue and self._queue[0].model is head.model:
+        while self._queue and _joins(self._queue[0], head):
             if n + len(self._queue[0].windows) > self.max_batch_size:
                 break
             item = self._queue.popleft()
@@ -120,7 +120,7 @@ class Batcher:
         head = self._queue[0]
         n = 0
         for item in self._queue:
-            if item.model is not head.model:
+            if not _joins(item, head):
                 return True  # the head's batch cannot grow any more
             n += len(item.windows)
             if n >= self.max_batch_size:
@@ -165,6 +165,12 @@ class Batcher:
                 if not item.future.done():  # the client may have gone away
                     item.future.set_result({name: value[start:stop] for name, value in outputs.items()})
                 start = stop
+
+
+def _joins(item: _Item, head: _Item) -> bool:
+    """Requests share a batch when they run on the same model with windows of one shape (a segmentation
+    model takes tiles of several sizes, which cannot be stacked)."""
+    return item.model is head.model and item.windows.shape[1:] == head.windows.shape[1:]
 
 
 def _run(batch: list[_Item]) -> dict[str, np.ndarray]:

@@ -82,7 +82,7 @@ class Metrics:
         self.model_info.labels(name=name, version=version, provider=provider).set(1)
 
     def count_predictions(self, classes: np.ndarray, class_names: list[str]) -> None:
-        counts = np.bincount(classes, minlength=len(class_names))
+        counts = np.bincount(np.ravel(classes), minlength=len(class_names))  # dense models: every sample
         for index in np.flatnonzero(counts):
             self.predictions.labels(class_name=class_names[index]).inc(int(counts[index]))
 

@@ -44,6 +44,8 @@ class Chunking(_Section):
     max_memory_mb: float = Field(default=256.0, gt=0)
     chunk_inlines: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=1024, ge=1)
+    # segmentation models: the share of a tile its neighbours overlap (null: the model's default_overlap)
+    overlap: float | None = Field(default=None, ge=0.0, lt=1.0)
 
 
 class Runtime(_Section):

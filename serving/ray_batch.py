@@ -33,6 +33,7 @@ from serving.batch import (
     Progress,
     check_options,
     chunk_inlines_for,
+    dense_chunk_inlines,
     open_cube,
     score_chunk,
     window_spec,
@@ -166,7 +167,10 @@ def score_segy_ray(
     check_options(model, class_format, batch_size)
     with open_cube(model, input_path, iline=iline, xline=xline) as segy:  # checked before Ray starts
         shape: tuple[int, int, int] = segy.shape  # type: ignore[assignment]
-        k = chunk_inlines or chunk_inlines_for(shape, window_spec(model), max_memory_mb)
+        if model.dense:  # blended class probabilities per sample: a larger budget per inline
+            k = chunk_inlines or dense_chunk_inlines(shape, len(model.class_names), max_memory_mb)
+        else:
+            k = chunk_inlines or chunk_inlines_for(shape, window_spec(model), max_memory_mb)
         chunks = [{"start": s, "stop": min(s + k, shape[0])} for s in range(0, shape[0], k)]
         scorer_args = {
             "source": pinned,

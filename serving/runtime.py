@@ -137,10 +137,21 @@ class LoadedModel:
         self.window_shape = tuple(int(d) for d in metadata["input"]["shape"][1:])
         self.dt_ms = float(metadata.get("dt_ms") or 0.0)
         self._normalisation = Normalisation.from_mapping(dict(metadata["normalisation"]))
+        # segmentation models (metadata "task", seismic/export/onnx.py) label every sample of a tile and take
+        # any tile whose spatial sizes are multiples of tile.size_multiple; classifiers one window shape
+        self.task = str(metadata.get("task") or "classification")
+        tile = dict(metadata.get("tile") or {})
+        self.size_multiple = int(tile.get("size_multiple") or 1)
+        self.default_overlap = float(metadata.get("default_overlap") or 0.25)
         self._tmp: tempfile.TemporaryDirectory | None = None  # keeps a downloaded folder alive
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.name!r} v{self.version}, {self.provider}, windows {self.window_shape})"
+
+    @property
+    def dense(self) -> bool:
+        """Whether the model labels every sample (segmentation) rather than the window centre."""
+        return self.task == "segmentation"
 
     @property
     def embedding_dim(self) -> int:
@@ -152,11 +163,25 @@ class LoadedModel:
         if arr.dtype.kind not in "fiu":
             raise InputError(f"dtype {arr.dtype}", expected="real numbers (float32)")
         expected = f"[batch, {', '.join(map(str, self.window_shape))}] float32"
+        if self.dense:
+            spatial = ", ".join(["W", "T"][-(len(self.window_shape) - 1) :])
+            expected = (
+                f"[batch, 1, {spatial}] float32, each of {spatial} a multiple of {self.size_multiple} "
+                f"(trained on {list(self.window_shape[1:])})"
+            )
         if arr.ndim == 0 or arr.shape[0] == 0:
             raise InputError("empty batch (no windows)", expected=expected)
         if arr.ndim == len(self.window_shape):  # channel axis omitted: [N, T] or [N, W, T]
             arr = arr[:, None]
-        if arr.ndim != len(self.window_shape) + 1 or tuple(arr.shape[1:]) != self.window_shape:
+        if self.dense:
+            sizes = arr.shape[2:]
+            if (
+                arr.ndim != len(self.window_shape) + 1
+                or arr.shape[1] != self.window_shape[0]
+                or any(n < 1 or n % self.size_multiple for n in sizes)
+            ):
+                raise InputError(f"shape {list(arr.shape)}", expected=expected)
+        elif arr.ndim != len(self.window_shape) + 1 or tuple(arr.shape[1:]) != self.window_shape:
             raise InputError(f"shape {list(arr.shape)}", expected=expected)
         with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf, refused below
             arr = np.ascontiguousarray(arr, dtype=np.float32)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seismic.inference.tiling import summarise_tiles
 from serving.batcher import Batcher, InferenceFailed, QueueFull
 from serving.inference_log import InferenceLogWriter
 from serving.metrics import Metrics
@@ -125,12 +126,14 @@ class Service:
         latency = time.perf_counter() - started
         if self.writer is not None:
             raw = model.denormalise(checked) if normalised else checked
+            # a segmentation model logs one row per tile: its majority class and mean probabilities
+            rows = summarise_tiles(outputs["probabilities"]) if model.dense else outputs
             self.writer.log(
                 request_id,
                 model.version,
                 raw,
-                outputs["class"],
-                outputs["probabilities"],
+                rows["class"],
+                rows["probabilities"],
                 outputs["embedding"],
                 latency,
             )

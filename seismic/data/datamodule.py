@@ -29,6 +29,7 @@ from seismic.data.windows import (
     Normalisation,
     SplitSpec,
     WindowSpec,
+    extract_label_windows,
     extract_windows,
     fit_normalisation,
     sample_centres,
@@ -40,6 +41,10 @@ class WindowDataset(Dataset):
 
     ``parts[p]`` is ``(survey folder, (lo, hi))``; window ``i`` lies in part ``part[i]`` at the block-local
     centre ``(il[i], xl[i], t[i])``.
+
+    ``dense``: batches carry the label of every sample of each window (segmentation tiles, ``[n, (W,) T]``,
+    see :func:`extract_label_windows`) instead of the centre's; ``cross[i]`` true cuts window ``i`` along the
+    other axis than ``spec.axis`` (2D tiles only; same block, so the splits stay apart).
     """
 
     def __init__(
@@ -49,6 +54,9 @@ class WindowDataset(Dataset):
         centres: tuple[np.ndarray, np.ndarray, np.ndarray],
         spec: WindowSpec,
         normalisation: Normalisation,
+        *,
+        dense: bool = False,
+        cross: np.ndarray | None = None,
         augmentation: Augmentation | None = None,
         seed: int | Sequence[int] = 0,
     ) -> None:
@@ -62,6 +70,12 @@ class WindowDataset(Dataset):
         self.augmentation = augmentation or Augmentation()
         self.seed = [int(seed)] if isinstance(seed, Integral) else [int(s) for s in seed]
         self._rng: np.random.Generator | None = None
+        self.dense = bool(dense)
+        self.cross = None if cross is None or not np.any(cross) else np.asarray(cross, dtype=bool)
+        if self.cross is not None and (spec.width == 1 or len(self.cross) != len(self.il)):
+            raise ValueError("WindowDataset: cross-axis windows need 2D windows and one flag per window")
+        other = "crossline" if spec.axis == "inline" else "inline"
+        self.cross_spec = WindowSpec(spec.length, spec.width, other, spec.pad_mode)
         self._surveys: dict[int, Survey] = {}
 
     def __len__(self) -> int:
@@ -98,9 +112,27 @@ class WindowDataset(Dataset):
             targets[rows] = labels[self.il[sel], self.xl[sel], self.t[sel]]
         return windows, targets
 
+    def dense_raw(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Windows (before normalisation) and the label of each of their samples ``[n, (W,) T]``."""
+        idx = np.asarray(indices, dtype=np.int64)
+        windows = np.empty((len(idx), *self.spec.sample_shape), dtype=np.float32)
+        targets = np.empty((len(idx), *self.spec.sample_shape[1:]), dtype=np.int64)
+        cross = self.cross[idx] if self.cross is not None else np.zeros(len(idx), dtype=bool)
+        for p in np.unique(self.part[idx]):
+            amplitudes, labels = self.arrays(int(p))
+            for flag, spec in ((False, self.spec), (True, self.cross_spec)):
+                rows = np.flatnonzero((self.part[idx] == p) & (cross == flag))
+                if rows.size == 0:
+                    continue
+                sel = idx[rows]
+                centre = (self.il[sel], self.xl[sel], self.t[sel])
+                windows[rows] = extract_windows(amplitudes, *centre, spec)
+                targets[rows] = extract_label_windows(labels, *centre, spec)
+        return windows, targets
+
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """A whole batch at once: one vectorised gather instead of ``batch_size`` small ones."""
-        windows, targets = self.raw(indices)
+        windows, targets = self.dense_raw(indices) if self.dense else self.raw(indices)
         windows = self.augmentation.apply(windows, self._augment_rng())
         return torch.from_numpy(self.normalisation.apply(windows)), torch.from_numpy(targets)
 
@@ -136,8 +168,12 @@ class SeismicDataModule(L.LightningDataModule):
         batch_size: int = 256,
         num_workers: int = 0,
         pin_memory: bool = False,
+        dense: bool = False,
     ) -> None:
+        """``dense``: segmentation targets (every sample of each window); the model's task decides it
+        (:func:`seismic.pipeline.train.build_datamodule`), not the data config."""
         super().__init__()
+        self.dense = bool(dense)
         self.source = source
         self.cache_dir = Path(cache_dir)
         self.survey_options = dict(survey or {})
@@ -218,12 +254,21 @@ class SeismicDataModule(L.LightningDataModule):
                     seed=epoch_seed(int(self.sampling["seed"]) + offset + len(SPLITS) * p, epoch),
                 )
             )
+        cross = None
+        fraction = float(self.sampling["cross_axis_fraction"])
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"data.sampling.cross_axis_fraction must be in [0, 1], got {fraction}")
+        if self.dense and name == "train" and fraction > 0 and self.window.width > 1:
+            rng = np.random.default_rng(epoch_seed(int(self.sampling["seed"]) + 97, epoch))
+            cross = rng.random(n) < fraction
         return WindowDataset(
             parts,
             np.repeat(np.arange(len(surveys)), shares),
             tuple(np.concatenate([c[axis] for c in centres]) for axis in range(3)),
             self.window,
             self.normalisation,
+            dense=self.dense,
+            cross=cross,
             augmentation=self.augmentation if name == "train" else None,
             seed=epoch_seed(int(self.sampling["seed"]), epoch) if name == "train" else 0,
         )

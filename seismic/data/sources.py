@@ -99,6 +99,33 @@ def materialise_survey(
     raise ValueError(f"data.source must be one of {SOURCES}, got {source!r}")
 
 
+SEGY_SUFFIXES = (".sgy", ".segy")
+
+
+def _segy_labels(
+    labels_path: Path, iline: int, xline: int, inlines: np.ndarray, crosslines: np.ndarray
+) -> np.ndarray:
+    """A label cube stored as SEG-Y (how interpreters export facies volumes): read on the same header bytes,
+    checked to sit on the amplitude cube's grid and to hold non-negative whole numbers (any sample format)."""
+    values, _, label_inlines, label_crosslines = read_cube(labels_path, iline=iline, xline=xline)
+    if not (np.array_equal(label_inlines, inlines) and np.array_equal(label_crosslines, crosslines)):
+        raise SurveyFileError(
+            labels_path,
+            f"label cube grid (inlines {label_inlines[0]}..{label_inlines[-1]}, crosslines "
+            f"{label_crosslines[0]}..{label_crosslines[-1]}) differs from the SEG-Y cube's "
+            f"({inlines[0]}..{inlines[-1]}, {crosslines[0]}..{crosslines[-1]})",
+        )
+    values = np.asarray(values)
+    whole = np.isfinite(values) & (values == np.round(values)) & (values >= 0)
+    if not whole.all():
+        bad = tuple(int(i) for i in np.argwhere(~whole)[0])
+        raise SurveyFileError(
+            labels_path,
+            f"label cube sample at position {bad} is {values[bad]!r}: labels must be non-negative integers",
+        )
+    return values.astype(np.int32)
+
+
 def _materialise_segy(options: dict[str, Any], cache_dir: Path) -> Path:
     allowed = {"path", "labels_path", "iline", "xline", "class_names"}
     unknown = sorted(set(options) - allowed)
@@ -125,10 +152,13 @@ def _materialise_segy(options: dict[str, Any], cache_dir: Path) -> Path:
     if (target / SURVEY_JSON).is_file():
         return target
     amplitudes, dt_ms, inlines, crosslines = read_cube(path, iline=iline, xline=xline)
-    try:
-        labels = np.load(labels_path, mmap_mode="r")
-    except (OSError, ValueError) as err:
-        raise SurveyFileError(labels_path, f"cannot read the label volume ({err})") from err
+    if labels_path.suffix.lower() in SEGY_SUFFIXES:
+        labels = _segy_labels(labels_path, iline, xline, inlines, crosslines)
+    else:
+        try:
+            labels = np.load(labels_path, mmap_mode="r")
+        except (OSError, ValueError) as err:
+            raise SurveyFileError(labels_path, f"cannot read the label volume ({err})") from err
     if labels.shape != amplitudes.shape:
         raise SurveyFileError(
             labels_path, f"label volume shape {labels.shape} differs from the SEG-Y cube {amplitudes.shape}"

@@ -27,8 +27,14 @@ SAMPLING_DEFAULTS = {
     "balance_train": True,
     "resample_train": False,
     "seed": 0,
+    # segmentation only: this share of the training tiles runs along the other axis than window.axis
+    # (inline-axis tiles see crossline sections' geology too, and vice versa), inside the same blocks
+    "cross_axis_fraction": 0.0,
 }
 NORMALISATION_DEFAULTS = {"max_traces": 4096, "clip_sigma": 5.0}
+# target of samples with no label (constant padding in segmentation tiles): cross-entropy's default
+# ignore_index, skipped by the loss and the metrics
+IGNORE_INDEX = -100
 
 
 def _from_mapping(cls: type, mapping: Mapping[str, Any], what: str) -> Any:
@@ -126,16 +132,39 @@ def extract_windows(
 
     Works on memory-mapped volumes without reading more than the traces it needs.
     """
+    return _gather(volume, il, xl, t, spec, np.float32, 0.0)[:, None]
+
+
+def extract_label_windows(
+    labels: np.ndarray, il: np.ndarray, xl: np.ndarray, t: np.ndarray, spec: WindowSpec
+) -> np.ndarray:
+    """The label of every sample of the windows :func:`extract_windows` cuts at the same centres:
+    int64 ``[n, (W,) T]`` (dense segmentation targets). Samples of a window that lie past the edge take the
+    label of the sample the pad mode reads there (``reflect``/``edge``), or :data:`IGNORE_INDEX` under
+    ``constant`` padding (zeros were made up there: no facies to learn)."""
+    return _gather(labels, il, xl, t, spec, np.int64, IGNORE_INDEX)
+
+
+def _gather(
+    volume: np.ndarray,
+    il: np.ndarray,
+    xl: np.ndarray,
+    t: np.ndarray,
+    spec: WindowSpec,
+    dtype: type,
+    outside: float,
+) -> np.ndarray:
+    """``[n, (W,) T]`` values of ``volume`` around the centres; ``outside`` where constant padding fills."""
     il_idx, xl_idx, trace_mask = window_trace_indices(il, xl, spec, volume.shape)
     t_idx, time_mask = _map_indices(
         np.asarray(t)[:, None] + spec.time_offsets[None, :], 0, volume.shape[2], spec.pad_mode
     )
-    out = np.asarray(volume[il_idx[:, :, None], xl_idx[:, :, None], t_idx[:, None, :]], dtype=np.float32)
+    out = np.asarray(volume[il_idx[:, :, None], xl_idx[:, :, None], t_idx[:, None, :]], dtype=dtype)
     if trace_mask is not None:
-        out[trace_mask] = 0.0
+        out[trace_mask] = outside
     if time_mask is not None:
-        out[np.broadcast_to(time_mask[:, None, :], out.shape)] = 0.0
-    return out[:, None, 0, :] if spec.width == 1 else out[:, None]
+        out[np.broadcast_to(time_mask[:, None, :], out.shape)] = outside
+    return out[:, 0, :] if spec.width == 1 else out
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,14 @@ A 1D network is exported as the same network of ``1 x k`` 2D convolutions (:mod:
 metadata ``graph_layout``): onnxruntime runs those about 4x faster on CPU; parity is checked against the
 original module.
 
+Segmentation models (``task = "segmentation"``, :mod:`seismic.models.unet`): the graph's input axes after the
+channel are dynamic too (``traces``/``time``), ``logits``/``probabilities`` are ``[batch, C, (W,) T]``
+(softmax over the class axis), and parity is also checked at a second tile size (twice the trained one).
+Their metadata add ``task``, ``tile`` (the trained tile and the ``size_multiple`` every spatial size must
+divide by), ``default_overlap`` (of whole-volume inference, :mod:`seismic.inference.tiling`) and
+``outputs_meaning``.
+Classification models say ``task: classification``.
+
 Exporter: ``torch.onnx.export(dynamo=False)`` (the TorchScript tracer). Measured here on cnn1d/cnn2d
 with torch 2.13: 0.1 s per export against 1.7-4 s for the dynamo exporter, identical parity (~2e-7),
 and no onnxscript dependency. The nets are plain conv stacks without data-dependent control flow
@@ -47,7 +55,9 @@ from torch import nn
 from seismic.export.conv2d import as_conv2d
 from seismic.export.layout import METADATA_FILE, ONNX_FILE
 from seismic.features import FEATURE_NAMES
+from seismic.inference.tiling import DEFAULT_OVERLAP, summarise_tiles
 from seismic.io.atomic import atomic_file
+from seismic.models.registry import model_task
 
 __all__ = ["METADATA_FILE", "ONNX_FILE", "ExportError", "ParityError", "export_onnx", "metadata_from_hparams"]
 
@@ -56,6 +66,8 @@ OUTPUT_NAMES = ("logits", "probabilities", "embedding")
 DEFAULT_OPSET = 17
 DEFAULT_BOUND = 1e-4
 METADATA_SCHEMA = 1
+# segmentation parity batches: a large batch of tiles is ~10^6 samples already, so fewer tiles than windows
+SEGMENTATION_LARGE_BATCH = 32
 
 
 class ExportError(RuntimeError):
@@ -107,7 +119,11 @@ def metadata_from_hparams(
     shape = [None, 1, int(window["length"])]
     if int(window.get("width", 1)) > 1:
         shape.insert(2, int(window["width"]))
+    task = model_task(str(hparams["model"]))
+    dense = task == "segmentation"
     return {
+        "task": task,
+        **(segmentation_metadata(hparams, shape, int(embedding_dim)) if dense else {}),
         "schema_version": METADATA_SCHEMA,
         "model_name": model_name,
         "model_version": model_version,
@@ -117,8 +133,8 @@ def metadata_from_hparams(
         "num_classes": num_classes,
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": shape, "normalised": True},
         "outputs": {
-            "logits": [None, num_classes],
-            "probabilities": [None, num_classes],
+            "logits": [None, num_classes, *([None] * (len(shape) - 2) if dense else [])],
+            "probabilities": [None, num_classes, *([None] * (len(shape) - 2) if dense else [])],
             "embedding": [None, int(embedding_dim)],
         },
         "window": window,
@@ -131,6 +147,30 @@ def metadata_from_hparams(
         "mlflow_run_id": run_id,
         "git_commit": git_commit,
         "test_metrics": dict(test_metrics or {}),
+    }
+
+
+def segmentation_metadata(hparams: Mapping[str, Any], shape: list, embedding_dim: int) -> dict[str, Any]:
+    """What a dense model's user needs beyond a classifier's: the tile it learnt on, what sizes it takes,
+    the overlap whole-volume inference blends with, and what the outputs mean."""
+    from seismic.models.registry import model_defaults
+
+    kwargs = dict(hparams.get("model_kwargs") or {})
+    depth = int(kwargs.get("depth") or model_defaults(str(hparams["model"]))["depth"])
+    axes = ["traces", "time"] if len(shape) == 4 else ["time"]
+    return {
+        "tile": {
+            "trained": [int(n) for n in shape[2:]],
+            "axes": axes,
+            "size_multiple": 2**depth,
+            "dynamic": True,
+        },
+        "default_overlap": DEFAULT_OVERLAP,
+        "outputs_meaning": {
+            "logits": f"[batch, classes, {', '.join(axes)}]: raw class scores of every input sample",
+            "probabilities": "softmax of logits / calibration temperature over the class axis, per sample",
+            "embedding": f"[batch, {embedding_dim}]: the bottleneck feature map averaged over the tile",
+        },
     }
 
 
@@ -162,13 +202,23 @@ def export_onnx(
     head = OnnxHead(copy.deepcopy(net).cpu().float(), temperature).eval()
     shape = [int(d) for d in metadata["input"]["shape"][1:]]
     clip = (metadata.get("normalisation") or {}).get("clip_sigma")
-    random = torch.randn(large_batch, *shape, generator=torch.Generator().manual_seed(seed)).numpy()
+    dense = model_task(net) == "segmentation"
+    if dense:  # ~10^6 samples a batch already; see SEGMENTATION_LARGE_BATCH
+        large_batch = min(large_batch, SEGMENTATION_LARGE_BATCH)
+    generator = torch.Generator().manual_seed(seed)
+    random = torch.randn(large_batch, *shape, generator=generator).numpy()
     if clip is not None:
         np.clip(random, -clip, clip, out=random)
     example = torch.from_numpy(random[:2])
     twin = as_conv2d(head.net, example)  # the same network on onnxruntime's faster 2D kernels
-    graph = _export_bytes(head if twin is None else OnnxHead(twin, temperature).eval(), example, opset)
+    graph = _export_bytes(
+        head if twin is None else OnnxHead(twin, temperature).eval(), example, opset, spatial=dense
+    )
     inputs = {"random": random}
+    if dense:  # the dynamic spatial axes: another tile size than the one traced
+        other = [shape[0], *(2 * n for n in shape[1:])]
+        bigger = torch.randn(min(large_batch, 4), *other, generator=generator).numpy()
+        inputs["random_2x_tile"] = np.clip(bigger, -clip, clip) if clip is not None else bigger
     if real_windows is not None:
         real = np.ascontiguousarray(real_windows[:large_batch], dtype=np.float32)
         if real.shape[1:] != tuple(shape):
@@ -200,9 +250,14 @@ def export_onnx(
     return full
 
 
-def _export_bytes(head: OnnxHead, example: torch.Tensor, opset: int) -> bytes:
+def _export_bytes(head: OnnxHead, example: torch.Tensor, opset: int, spatial: bool = False) -> bytes:
+    """``spatial``: the axes after the channel (input, logits, probabilities) are dynamic as well."""
     buffer = io.BytesIO()
     axes = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    if spatial:
+        names = ["traces", "time"] if example.dim() == 4 else ["time"]
+        for name in (INPUT_NAME, "logits", "probabilities"):
+            axes[name].update({2 + i: axis for i, axis in enumerate(names)})
     try:
         with warnings.catch_warnings(), torch.no_grad():
             # the deprecation of this exporter path is known (module docstring); tracer warnings are about
@@ -239,6 +294,42 @@ def run_session(sess: ort.InferenceSession, windows: np.ndarray, batch: int = 10
         for s in range(0, len(windows), batch)
     ]
     return {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(OUTPUT_NAMES)}
+
+
+def tile_summaries(sess: ort.InferenceSession, tiles: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+    """A segmentation graph's outputs reduced to one row per tile, in chunks (the dense outputs of thousands
+    of tiles would not fit in memory): ``probabilities`` [N, C] averaged over the tile's samples,
+    ``class_shares`` [N, C] (the share of its samples given each class), ``mean_max_probability`` [N],
+    ``embedding`` [N, D]. These rows are what the reference profile and the inference log hold for dense
+    models."""
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("probabilities", "class_shares", "mean_max_probability", "embedding")
+    }
+    for s in range(0, len(tiles), batch):
+        _, probabilities, embedding = sess.run(
+            list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(tiles[s : s + batch], np.float32)}
+        )
+        summary = summarise_tiles(probabilities)
+        for key, value in {**summary, "embedding": embedding}.items():
+            if key in parts:
+                parts[key].append(value)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def centre_outputs(sess: ort.InferenceSession, tiles: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+    """A segmentation graph's ``logits``/``probabilities`` at each tile's centre sample ([N, C], the sample
+    whose label a held-out split carries) and ``embedding`` [N, D], in chunks: what the promotion gate
+    scores a dense model on, alike with a window classifier's centre predictions."""
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for s in range(0, len(tiles), batch):
+        outputs = sess.run(
+            list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(tiles[s : s + batch], np.float32)}
+        )
+        for i, value in enumerate(outputs):
+            if value.ndim > 2:  # dense: the centre sample of every spatial axis
+                value = value[(slice(None), slice(None), *(n // 2 for n in value.shape[2:]))]
+            parts[i].append(value)
+    return {name: np.concatenate(parts[i]) for i, name in enumerate(OUTPUT_NAMES)}
 
 
 @torch.no_grad()

@@ -124,6 +124,8 @@ class ConvClassifier(nn.Module):
     layer and the embedding is the pooled feature vector itself.
     """
 
+    task = "classification"
+
     def __init__(
         self,
         *,

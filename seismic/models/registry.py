@@ -1,8 +1,12 @@
 """Name -> network registry: ``@register_model("name")``, ``build_model(name, **kwargs)``, ``list_models()``.
 
 Every registered network follows one contract (see :class:`FaciesNet`): ``forward(x)`` returns
-``(logits [B, num_classes], embedding [B, embedding_dim])`` and the module carries ``num_classes``,
-``embedding_dim`` and ``input_ndim`` (1: trace windows ``[B, C, T]``, 2: patches ``[B, C, W, T]``).
+``(logits, embedding [B, embedding_dim])`` and the module carries ``num_classes``, ``embedding_dim`` and
+``input_ndim`` (1: trace windows ``[B, C, T]``, 2: patches ``[B, C, W, T]``). The class attribute ``task``
+says what the logits are: ``"classification"`` (the default when absent): ``[B, num_classes]`` for the window
+centre; ``"segmentation"``: ``[B, num_classes, T]`` / ``[B, num_classes, W, T]``, one label per input sample
+(such nets also carry ``size_multiple``, what every spatial size must divide by). The model picks the task:
+the training pipeline builds the Lightning task :func:`model_task` names.
 The embedding is the pooled representation right before the classifier head, so monitoring can compare it.
 
 Registering is all a new architecture needs: the task builds it by name and the generic model tests in
@@ -19,16 +23,19 @@ import torch
 from torch import nn
 
 __all__ = [
+    "TASKS",
     "FaciesNet",
     "ModelConfigError",
     "build_model",
     "get_model_class",
     "list_models",
     "model_defaults",
+    "model_task",
     "register_model",
 ]
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
+TASKS = ("classification", "segmentation")
 
 M = TypeVar("M", bound=type[nn.Module])
 
@@ -71,6 +78,16 @@ def register_model(name: str) -> Callable[[M], M]:
 def list_models() -> list[str]:
     """Names of the registered models, sorted."""
     return sorted(_REGISTRY)
+
+
+def model_task(name_or_model: str | nn.Module) -> str:
+    """The task a registered model (by name) or a built network declares: ``classification`` unless its
+    class sets ``task``; a value outside :data:`TASKS` is an error naming the class."""
+    cls = get_model_class(name_or_model) if isinstance(name_or_model, str) else type(name_or_model)
+    task = getattr(cls, "task", "classification")
+    if task not in TASKS:
+        raise ValueError(f"{cls.__module__}.{cls.__qualname__}.task is {task!r}; expected one of {TASKS}")
+    return task
 
 
 def get_model_class(name: str) -> type[nn.Module]:

@@ -28,15 +28,24 @@ from torch import nn
 
 from seismic.export.calibration import calibration_report
 from seismic.export.heldout import held_out_splits
-from seismic.export.onnx import ONNX_FILE, export_onnx, metadata_from_hparams, run_session, session
+from seismic.export.onnx import (
+    ONNX_FILE,
+    export_onnx,
+    metadata_from_hparams,
+    run_session,
+    session,
+    tile_summaries,
+)
 from seismic.export.weights import save_weights
 from seismic.io.atomic import atomic_dir
+from seismic.models.registry import model_task
 from seismic.monitoring.profile import build_profile
 from seismic.pipeline.sweep import sweep_tags
 from seismic.pipeline.tracking import git_commit
 from seismic.registry.store import connect, register_folder
 
 log = logging.getLogger(__name__)
+DENSE_PROFILE_TILES = 1024  # held-out tiles of a segmentation model profiled / calibrated on
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,6 +71,10 @@ def build_model_folder(
     """
     export, profile = dict(options["export"]), dict(options["profile"])
     calibrate = dict(options.get("calibration") or {"enabled": False})
+    dense = model_task(net) == "segmentation"
+    if dense:  # a tile is thousands of samples: fewer of them describe the held-out data as well
+        profile["max_windows"] = min(int(profile["max_windows"]), DENSE_PROFILE_TILES)
+        calibrate["max_windows"] = min(int(calibrate.get("max_windows", 0)), DENSE_PROFILE_TILES)
     sizes = {"test": max(int(profile["max_windows"]), int(export["large_batch"]))}
     if calibrate["enabled"]:
         sizes["val"] = int(calibrate["max_windows"])
@@ -101,7 +114,8 @@ def build_model_folder(
             opset=int(export["opset"]),
             calibration=calibration,
         )
-        outputs = run_session(session(tmp / ONNX_FILE), windows[:n_profile])
+        # dense models: one row per tile (mean probabilities, embedding), as their inference log has
+        outputs = (tile_summaries if dense else run_session)(session(tmp / ONNX_FILE), windows[:n_profile])
         build_profile(
             held.raw[:n_profile],
             held.labels[:n_profile],
@@ -129,12 +143,18 @@ def build_model_folder(
 
 @torch.no_grad()
 def raw_logits(net: nn.Module, windows: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """The net's logits (float64) for normalised ``windows``, on CPU in eval mode."""
+    """The net's logits (float64) for normalised ``windows``, on CPU in eval mode; for a segmentation net
+    the logits of each tile's centre sample (whose label the held-out split carries), so temperature
+    scaling is fitted on one sample per tile."""
     module = net.cpu().float().eval()
-    parts = [
-        module(torch.from_numpy(np.ascontiguousarray(windows[s : s + batch])))[0]
-        for s in range(0, len(windows), batch)
-    ]
+    dense = model_task(net) == "segmentation"
+    batch = min(batch, 32) if dense else batch
+    parts = []
+    for s in range(0, len(windows), batch):
+        logits = module(torch.from_numpy(np.ascontiguousarray(windows[s : s + batch])))[0]
+        if dense:
+            logits = logits[(slice(None), slice(None), *(n // 2 for n in logits.shape[2:]))]
+        parts.append(logits)
     return torch.cat(parts).double().numpy()
 
 
@@ -219,7 +239,7 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
 
     Without ``run_id`` a registration gets its own MLflow run (experiment ``seismic-export``) as its source.
     """
-    from seismic.tasks.classification import FaciesClassificationTask
+    from seismic.tasks import load_task
 
     if not cfg.get("ckpt_path"):
         raise ValueError("ckpt_path is required: the Lightning checkpoint to export (ckpt_path=PATH)")
@@ -227,7 +247,7 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         raise FileNotFoundError(f"ckpt_path {cfg.ckpt_path}: no such checkpoint file")
     if cfg.publish.register:  # fail before the export work, not after
         client = connect(cfg.registry.tracking_uri)
-    task = FaciesClassificationTask.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")
+    task = load_task(cfg.ckpt_path, map_location="cpu")
     hparams = _plain(dict(task.hparams))
     folder = Path(cfg.publish.output_dir)
     metadata = build_model_folder(task.net, hparams, _plain(cfg.data), folder, _plain(cfg.publish))

@@ -23,17 +23,24 @@ from omegaconf import DictConfig, OmegaConf
 from seismic.data.datamodule import SeismicDataModule
 from seismic.data.survey import Survey
 from seismic.data.windows import extract_windows
+from seismic.inference.tiling import blend_sections
+from seismic.models import model_task
 from seismic.pipeline.plots import confusion_matrix_figure, section_figure
 from seismic.pipeline.precision import resolve_precision
 from seismic.pipeline.publish import publish
 from seismic.pipeline.sweep import sweep_tags
 from seismic.pipeline.tracking import RunRecorder, flatten, git_commit, save_figure
 from seismic.registry.tracking_store import check_tracking_uri
-from seismic.tasks.classification import FaciesClassificationTask
+from seismic.tasks import FaciesClassificationTask, FaciesSegmentationTask, task_class
 
 log = logging.getLogger(__name__)
 
 TASK_KEYS = ("name", "optimizer", "scheduler", "loss")
+# model.loss keys each task takes (the rest of model.* are the network's keyword arguments)
+LOSS_KEYS = {
+    "classification": {"class_weights", "label_smoothing"},
+    "segmentation": {"class_weights", "label_smoothing", "dice_weight"},
+}
 
 
 def container(node: Any) -> Any:
@@ -48,13 +55,22 @@ def check_trainer_keys(trainer_cfg: dict[str, Any]) -> None:
 
 
 def build_datamodule(cfg: DictConfig) -> SeismicDataModule:
-    return SeismicDataModule(**container(cfg.data))
+    """The data module; a segmentation model (the model picks the task) gets dense targets."""
+    return SeismicDataModule(**container(cfg.data), dense=model_task(cfg.model.name) == "segmentation")
 
 
 def build_task(cfg: DictConfig, dm: SeismicDataModule) -> FaciesClassificationTask:
+    """The task the model declares (:func:`seismic.tasks.task_class`), built from the model config."""
     model = container(cfg.model)
+    task = model_task(model["name"])
     loss = model.get("loss") or {}
-    return FaciesClassificationTask(
+    unknown = sorted(set(loss) - LOSS_KEYS[task])
+    if unknown:
+        raise ValueError(
+            f"model.loss: unknown key(s) {unknown} for a {task} model; expected {sorted(LOSS_KEYS[task])}"
+        )
+    extra = {"dice_weight": float(loss.get("dice_weight") or 0.0)} if task == "segmentation" else {}
+    return task_class(model["name"])(
         model=model["name"],
         model_kwargs={k: v for k, v in model.items() if k not in TASK_KEYS},
         num_classes=len(dm.class_names),
@@ -67,6 +83,7 @@ def build_task(cfg: DictConfig, dm: SeismicDataModule) -> FaciesClassificationTa
         normalisation=dm.normalisation.to_dict(),
         data_hash=dm.data_hash,
         metadata=data_metadata(dm),
+        **extra,
     )
 
 
@@ -222,6 +239,14 @@ def predict_test_section(
     block = survey.amplitudes[lo:hi]
     local = (hi - lo) // 2
     n_xl, n_t = block.shape[1:]
+    if isinstance(task, FaciesSegmentationTask):
+        predicted = predict_section_dense(np.asarray(block[local], dtype=np.float32), dm, task)
+        return (
+            np.asarray(block[local]),
+            np.asarray(survey.labels[lo + local]),
+            predicted,
+            int(survey.inlines[lo + local]),
+        )
     xl, t = (a.ravel() for a in np.meshgrid(np.arange(n_xl), np.arange(n_t), indexing="ij"))
     il = np.full_like(xl, local)
     net = task.net.eval()
@@ -238,3 +263,32 @@ def predict_test_section(
         predicted.reshape(n_xl, n_t),
         int(survey.inlines[lo + local]),
     )
+
+
+@torch.no_grad()
+def predict_section_dense(
+    section: np.ndarray, dm: SeismicDataModule, task: FaciesClassificationTask, overlap: float = 0.25
+) -> np.ndarray:
+    """Classes ``[n_xl, n_t]`` of one inline section by a segmentation net: blended overlapping tiles of the
+    training tile size (:mod:`seismic.inference.tiling`), as batch scoring labels a cube."""
+    net = task.net.eval()
+    device = next(net.parameters()).device
+
+    def run(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, embedding = net(torch.from_numpy(tiles).to(device))
+        return torch.softmax(logits.float(), dim=1).cpu().numpy(), embedding.float().cpu().numpy()
+
+    if dm.window.width == 1:  # 1D net: every trace is a section of its own
+        tile, sections = (dm.window.length,), section
+    else:
+        tile, sections = (dm.window.width, dm.window.length), section[None]
+    probabilities = blend_sections(
+        sections,
+        run,
+        tile,
+        overlap=overlap,
+        num_classes=len(dm.class_names),
+        normalise=dm.normalisation.apply,
+    )
+    classes = probabilities.argmax(axis=1)
+    return classes if dm.window.width == 1 else classes[0]

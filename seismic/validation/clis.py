@@ -111,13 +111,20 @@ def _known_keys(data: Mapping[str, Any], known: dict[str, set[str]], ctx: Contex
 @cache
 def _task_problem(model_json: str, window_json: str, num_classes: int) -> str | None:
     """Build the Lightning task as scripts/train.py does (network included; no data needed)."""
-    from seismic.pipeline.train import TASK_KEYS
-    from seismic.tasks.classification import FaciesClassificationTask
+    from seismic.models import model_task
+    from seismic.pipeline.train import LOSS_KEYS, TASK_KEYS
+    from seismic.tasks import task_class
 
     model, window = json.loads(model_json), json.loads(window_json)
     loss = model.get("loss") or {}
     try:
-        FaciesClassificationTask(
+        # the task the model declares (segmentation nets check their tile sizes and the Dice weight)
+        name = str(model.get("name"))
+        unknown = sorted(set(loss) - LOSS_KEYS[model_task(name)])
+        if unknown:
+            raise ValueError(f"model.loss: unknown key(s) {unknown}")
+        extra = {"dice_weight": float(loss.get("dice_weight") or 0.0)} if "dice_weight" in loss else {}
+        task_class(name)(
             model=model.get("name"),
             model_kwargs={k: v for k, v in model.items() if k not in TASK_KEYS},
             num_classes=num_classes,
@@ -126,6 +133,7 @@ def _task_problem(model_json: str, window_json: str, num_classes: int) -> str | 
             optimizer=model.get("optimizer") or {},
             scheduler=model.get("scheduler"),
             window=window,
+            **extra,
         )
     except (ValueError, TypeError, KeyError) as err:
         return str(err)

@@ -224,6 +224,10 @@ def data(
         default = SAMPLING_DEFAULTS[key]
         if isinstance(default, bool) and not isinstance(value, bool):
             problem(f"data.sampling.{key}", f"must be true or false, got {value!r}")
+        elif isinstance(default, float):  # a share (cross_axis_fraction)
+            number(value, f"data.sampling.{key}", problem, low=0)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > 1:
+                problem(f"data.sampling.{key}", f"must be a share in [0, 1], got {value!r}")
         elif not isinstance(default, bool):
             number(value, f"data.sampling.{key}", problem, low=0 if key == "seed" else 1, integer=True)
     number(

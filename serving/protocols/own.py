@@ -11,6 +11,10 @@ training did; ``normalised=true`` (query or JSON) skips that for clients that sc
   (``64,1,64``), dtype in ``X-Dtype`` (``float32``, the default; ``float64``; ``float16``). No parsing at
   all: use it for large batches (a 64-patch JSON body costs more to parse than the model costs to run).
 - ``application/x-npy`` (or ``application/npy``): a ``.npy`` file of any float dtype (``allow_pickle`` off).
+
+A segmentation model (metadata ``task: segmentation``) takes tiles ``[N, 1, (W,) T]`` of any size that is a
+multiple of its ``tile.size_multiple`` and answers dense arrays: ``classes`` ``[N, (W,) T]``,
+``probabilities`` ``[N, C, (W,) T]``, ``class_names`` the legend of the class ids, and ``task``.
 """
 
 from __future__ import annotations
@@ -44,9 +48,16 @@ class ModelRef(BaseModel):
 class PredictResponse(BaseModel):
     request_id: str
     model: ModelRef
-    classes: list[int] = Field(description="predicted class id per window")
-    class_names: list[str] = Field(description="predicted class name per window")
-    probabilities: list[list[float]] = Field(description="[N, C] softmax, columns in the model's class order")
+    classes: list[Any] = Field(
+        description="predicted class id per window; segmentation models: [N, (W,) T], one per sample"
+    )
+    class_names: list[str] = Field(
+        description="predicted class name per window; segmentation models: the names of the class ids"
+    )
+    probabilities: list[Any] = Field(
+        description="[N, C] softmax, columns in the model's class order; segmentation: [N, C, (W,) T]"
+    )
+    task: str | None = Field(None, description="'segmentation' for dense models (absent for classifiers)")
     embeddings: list[list[float]] | None = Field(None, description="[N, D], when asked for")
 
 
@@ -217,9 +228,12 @@ async def predict(
         "request_id": result.request_id,
         "model": {"name": model.name, "version": model.version},
         "classes": classes,
-        "class_names": [model.class_names[c] for c in classes],
+        # a segmentation model labels every sample: the names are the legend of the class ids, not one per row
+        "class_names": model.class_names if model.dense else [model.class_names[c] for c in classes],
         "probabilities": out["probabilities"],
     }
+    if model.dense:
+        payload["task"] = "segmentation"
     if options["embeddings"]:
         payload["embeddings"] = out["embedding"]
     return Response(

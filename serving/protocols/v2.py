@@ -2,7 +2,10 @@
 
 Input: one tensor ``windows`` FP32 ``[N, 1, T]`` / ``[N, 1, W, T]`` of raw amplitudes (request parameter
 ``normalised: true`` for windows scaled already). Outputs: ``logits``, ``probabilities``, ``embedding``
-(FP32) and ``class`` (INT64 ``[N]``); all four unless the request names some.
+(FP32) and ``class`` (INT64 ``[N]``); all four unless the request names some. A segmentation model's tiles
+may have any size that is a multiple of its ``tile.size_multiple`` (``-1`` in the model metadata), and its
+``logits``/``probabilities`` are ``[N, C, (W,) T]``, ``class`` ``[N, (W,) T]``: binary outputs avoid
+JSON-encoding ~10^5 numbers a tile.
 
 Measured facts this is built for (see design.md): Triton's Python client sends *no Content-Type*, for JSON
 and binary bodies alike, so the body is parsed from its bytes whatever the header says; binary inputs come
@@ -118,16 +121,22 @@ def _model(request: Request, name: str, version: str | None) -> LoadedModel:
 
 def _metadata(model: LoadedModel) -> ModelMetadata:
     embedding = model.embedding_dim
+    channels = list(model.window_shape[:1])
+    # segmentation models take any tile size (a multiple of tile.size_multiple) and label every sample
+    spatial = [-1] * (len(model.window_shape) - 1) if model.dense else []
+    spatial_in = spatial if model.dense else list(model.window_shape[1:])
     return ModelMetadata(
         name=model.name,
         versions=[model.version],
         platform="onnxruntime_onnx",
-        inputs=[TensorMetadata(name=INPUT_NAME, datatype="FP32", shape=[-1, *model.window_shape])],
+        inputs=[TensorMetadata(name=INPUT_NAME, datatype="FP32", shape=[-1, *channels, *spatial_in])],
         outputs=[
-            TensorMetadata(name="logits", datatype="FP32", shape=[-1, len(model.class_names)]),
-            TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, len(model.class_names)]),
+            TensorMetadata(name="logits", datatype="FP32", shape=[-1, len(model.class_names), *spatial]),
+            TensorMetadata(
+                name="probabilities", datatype="FP32", shape=[-1, len(model.class_names), *spatial]
+            ),
             TensorMetadata(name="embedding", datatype="FP32", shape=[-1, embedding]),
-            TensorMetadata(name="class", datatype="INT64", shape=[-1]),
+            TensorMetadata(name="class", datatype="INT64", shape=[-1, *spatial]),
         ],
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -17,6 +18,7 @@ from seismic.models import (
     get_model_class,
     list_models,
     model_defaults,
+    model_task,
     register_model,
 )
 from seismic.models.blocks import centre_slice
@@ -41,8 +43,26 @@ def example(model: nn.Module, batch: int, seed: int = 1) -> torch.Tensor:
     return torch.randn(batch, getattr(model, "in_channels", 1), *spatial, generator=gen)
 
 
+def logits_shape(model: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
+    """What the contract promises: one row per window (classification) or per input sample (segmentation)."""
+    if model_task(model) == "segmentation":
+        return (x.shape[0], NUM_CLASSES, *x.shape[2:])
+    return (x.shape[0], NUM_CLASSES)
+
+
+def targets(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    shape = logits_shape(model, x)
+    return torch.arange(int(np.prod((shape[0], *shape[2:])))).reshape(shape[0], *shape[2:]) % NUM_CLASSES
+
+
 def test_builtin_models_registered():
-    assert {"cnn1d", "cnn2d"} <= set(MODELS)
+    assert {"cnn1d", "cnn2d", "unet1d", "unet2d"} <= set(MODELS)
+    assert [model_task(n) for n in ("cnn1d", "cnn2d", "unet1d", "unet2d")] == [
+        "classification",
+        "classification",
+        "segmentation",
+        "segmentation",
+    ]
     assert get_model_class("cnn1d") is CNN1D
     assert get_model_class("cnn2d") is CNN2D
     assert model_defaults("cnn2d")["channels_last"] is True
@@ -61,9 +81,10 @@ def test_contract_attributes(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_output_shapes(name, batch):
     model = make(name).eval()
+    x = example(model, batch)
     with torch.no_grad():
-        logits, embedding = model(example(model, batch))
-    assert logits.shape == (batch, NUM_CLASSES)
+        logits, embedding = model(x)
+    assert logits.shape == logits_shape(model, x)
     assert embedding.shape == (batch, model.embedding_dim)
     assert torch.isfinite(logits).all() and torch.isfinite(embedding).all()
 
@@ -71,8 +92,9 @@ def test_output_shapes(name, batch):
 @pytest.mark.parametrize("name", MODELS)
 def test_train_mode_batch(name):
     model = make(name).train()
-    logits, embedding = model(example(model, 7))
-    assert logits.shape == (7, NUM_CLASSES) and embedding.shape == (7, model.embedding_dim)
+    x = example(model, 7)
+    logits, embedding = model(x)
+    assert logits.shape == logits_shape(model, x) and embedding.shape == (7, model.embedding_dim)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -88,9 +110,8 @@ def test_embedding_dim_as_declared(name):
 def test_gradients_reach_every_parameter(name):
     model = make(name).train()
     x = example(model, 8)
-    y = torch.arange(8) % NUM_CLASSES
     logits, _ = model(x)
-    nn.functional.cross_entropy(logits, y).backward()
+    nn.functional.cross_entropy(logits, targets(model, x)).backward()
     for pname, param in model.named_parameters():
         assert param.grad is not None, f"{name}: no gradient for {pname}"
         assert torch.isfinite(param.grad).all(), f"{name}: non-finite gradient for {pname}"
@@ -116,7 +137,7 @@ def test_bf16_autocast(name):
     x = example(model, 6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits, embedding = model(x)
-        loss = nn.functional.cross_entropy(logits, torch.arange(6) % NUM_CLASSES)
+        loss = nn.functional.cross_entropy(logits, targets(model, x))
     assert logits.dtype == torch.bfloat16
     assert torch.isfinite(logits.float()).all() and torch.isfinite(embedding.float()).all()
     loss.backward()
@@ -152,22 +173,27 @@ def test_onnx_export_and_onnxruntime_parity(name, tmp_path):
     metadata = {"input": {"name": "windows", "shape": [None, *shape]}, "normalisation": {"clip_sigma": 5.0}}
     written = export_onnx(model, tmp_path, metadata, real_windows=example(model, 33).numpy(), large_batch=33)
     assert written["parity"]["passed"] and written["parity"]["max_abs_error"] <= 1e-4
-    assert {(c["inputs"], c["batch"]) for c in written["parity"]["checks"]} == {
-        ("random", 1),
-        ("random", 33),
-        ("real", 1),
-        ("real", 33),
-    }
+    dense = model_task(model) == "segmentation"
+    large = 32 if dense else 33  # segmentation tiles: SEGMENTATION_LARGE_BATCH
+    expected = {("random", 1), ("random", large), ("real", 1), ("real", large)}
+    if dense:  # the dynamic spatial axes are checked at a second tile size
+        expected |= {("random_2x_tile", 1), ("random_2x_tile", 4)}
+    assert {(c["inputs"], c["batch"]) for c in written["parity"]["checks"]} == expected
     graph = onnx.load(str(tmp_path / "model.onnx"))
     onnx.checker.check_model(graph)
-    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param, "the batch axis must be symbolic"
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param, "the batch axis must be symbolic"
+    assert all(bool(d.dim_param) == dense for d in list(dims)[2:]), "spatial axes: symbolic iff dense"
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    for size in (1, 7):  # batch sizes the parity check did not use
+    sizes = [(1, None), (7, None)] + ([(2, model.size_multiple * 3)] if dense else [])
+    for size, length in sizes:  # batch sizes (and a tile length) the parity check did not use
         x = example(model, size, seed=size + 100)
+        if length is not None:
+            x = torch.randn(*x.shape[:-1], length)
         logits, probabilities, embedding = session.run(None, {"windows": x.numpy()})
         with torch.no_grad():
             want_logits, want_embedding = model(x)
-        assert logits.shape == (size, NUM_CLASSES) and embedding.shape == (size, model.embedding_dim)
+        assert logits.shape == logits_shape(model, x) and embedding.shape == (size, model.embedding_dim)
         torch.testing.assert_close(torch.from_numpy(logits), want_logits, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(torch.from_numpy(embedding), want_embedding, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(
@@ -206,6 +232,31 @@ def test_cnn2d_channels_last():
     with torch.no_grad():
         torch.testing.assert_close(model(x)[0], plain(x)[0], rtol=1e-4, atol=1e-5)
     assert make("cnn2d", kernel_size=(3, 5)).stem[0].kernel_size == (3, 5)
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if model_task(n) == "segmentation"])
+def test_segmentation_nets_take_any_legal_size_and_refuse_others(name):
+    model = make(name).eval()
+    m = model.size_multiple
+    spatial = (3 * m,) if model.input_ndim == 1 else (2 * m, 5 * m)
+    with torch.no_grad():
+        logits, embedding = model(torch.randn(2, 1, *spatial))
+    assert logits.shape == (2, NUM_CLASSES, *spatial) and embedding.shape == (2, model.embedding_dim)
+    bad = (3 * m + 1,) if model.input_ndim == 1 else (2 * m, 5 * m - 2)
+    with pytest.raises(ValueError, match=rf"multiple of {m}, got shape \[2, 1, {', '.join(map(str, bad))}\]"):
+        model(torch.randn(2, 1, *bad))
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if model_task(n) == "segmentation"])
+def test_segmentation_logits_follow_the_input_locally(name):
+    """Dense output: a spike changes the logits near it far more than far from it (no global head)."""
+    model = make(name, dropout=0.0).eval()
+    x = torch.zeros(1, 1, *((128,) if model.input_ndim == 1 else (16, 128)))
+    spiked = x.clone()
+    spiked[..., 8] = 5.0
+    with torch.no_grad():
+        delta = (model(spiked)[0] - model(x)[0]).abs()
+    assert delta[..., :16].sum() > 10 * delta[..., -16:].sum()
 
 
 def test_centre_slice_picks_the_centre():

@@ -116,3 +116,42 @@ def test_cli_reports_an_unreachable_server_in_one_line(tmp_path):
     assert done.returncode == 2
     assert "train.py: TrackingError: " in done.stderr and f"127.0.0.1:{port} is unreachable" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_segmentation_run_logs_dense_metrics_figures_and_a_dense_model_folder(compose_train, tmp_path):
+    """The model picks the task: model=unet2d trains FaciesSegmentationTask on dense tiles, logs the F3
+    metrics and the held-out section figure, and publishes an ONNX graph with dynamic spatial axes."""
+    import json
+
+    from seismic.tasks import FaciesSegmentationTask, load_task
+
+    cfg = compose_train(
+        [
+            "model=unet2d",
+            "trainer.max_epochs=1",
+            "data.sampling.train=32",
+            "data.sampling.val=8",
+            "data.sampling.test=8",
+            "data.batch_size=8",
+            "data.window.width=16",
+            "data.window.length=64",
+            "publish.profile.max_windows=16",
+            "publish.calibration.max_windows=16",
+            "run_name=seg",
+        ]
+    )
+    metrics = train(cfg)
+    for key in ("test/pa", "test/mca", "test/miou", "test/fwiu", "test/macro_f1", "val/miou"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.search_runs([client.get_experiment_by_name("seismic-train").experiment_id])[0]
+    assert {"test/fwiu", "test/miou", "val/mca"} <= set(run.data.metrics) and run.data.tags[
+        "model"
+    ] == "unet2d"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert {"figures/confusion_matrix.png", "figures/test_section.png"} <= artifacts
+    checkpoint = next((Path(cfg.paths.output_dir) / "checkpoints").glob("epoch*.ckpt"))
+    assert isinstance(load_task(checkpoint), FaciesSegmentationTask)
+    metadata = json.loads((Path(cfg.publish.output_dir) / "metadata.json").read_text())
+    assert metadata["task"] == "segmentation" and metadata["tile"]["trained"] == [16, 64]
+    assert {c["inputs"] for c in metadata["parity"]["checks"]} == {"random", "random_2x_tile", "real"}

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from seismic.models import list_models
+from seismic.models import list_models, model_task
 from seismic.tasks import MONITOR, FaciesClassificationTask
 
 CLASSES = ["parallel", "transparent", "chaotic", "thin bedded"]  # the space checks key sanitising
@@ -22,6 +22,8 @@ warnings.filterwarnings("ignore", ".*number of training batches.*")
 
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
+# segmentation models have their own task (tests/tasks/test_segmentation.py)
+CLASSIFIERS = [n for n in list_models() if model_task(n) == "classification"]
 
 
 def window(name: str) -> dict:
@@ -95,7 +97,7 @@ def loader(dataset: TensorDataset, batch_size: int = 16, shuffle: bool = False) 
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_fit_test_predict_and_reload(name, tmp_path):
     task = make_task(name)
     data = random_data(task, 48)
@@ -134,7 +136,7 @@ def test_fit_test_predict_and_reload(name, tmp_path):
             torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_bf16_mixed_precision_and_model_summary(name, tmp_path):
     """The CUDA recipe's autocast path, on CPU; the summary runs ``example_input_array`` through the net."""
     task = make_task(name)
@@ -147,7 +149,7 @@ def test_bf16_mixed_precision_and_model_summary(name, tmp_path):
     assert out["probabilities"].dtype == torch.float32
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_overfits_centre_coded_data(name, tmp_path):
     task = make_task(
         name,

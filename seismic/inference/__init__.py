@@ -1,0 +1,1 @@
+"""Inference helpers shared by training, batch scoring and serving (numpy only: no torch here)."""
