@@ -55,8 +55,8 @@ from seismic.data.datamodule import SeismicDataModule
 from seismic.data.synthetic import SyntheticSurveyConfig, generate_survey
 from seismic.data.windows import Normalisation, SplitSpec, WindowSpec, extract_windows, sample_centres
 from seismic.features import window_features
-from seismic.pipeline.precision import cpu_has_native_bf16
 from seismic.inference.tiling import blend_sections
+from seismic.pipeline.precision import cpu_has_native_bf16
 from seismic.pipeline.train import train
 from seismic.tasks import FaciesClassificationTask, FaciesSegmentationTask, dense_scores, load_task
 
@@ -164,6 +164,7 @@ def acquisition_grid(cfg, task, norm: Normalisation, spec: WindowSpec, args) -> 
     options = OmegaConf.to_container(cfg.data.survey, resolve=True)
     options.pop("seed")
     ranges = trained_ranges(cfg)
+    class_names = list(task.hparams.class_names)
     rows = []
     for name, values in GRID.items():
         for value in values:
@@ -185,9 +186,7 @@ def acquisition_grid(cfg, task, norm: Normalisation, spec: WindowSpec, args) -> 
                     "parameter": name,
                     "value": value,
                     "inside_training_range": bool(low <= value <= high),
-                    "macro_f1": scores(y, centre_classes(task, norm.apply(x)), list(task.hparams.class_names))[
-                        "macro_f1"
-                    ],
+                    "macro_f1": scores(y, centre_classes(task, norm.apply(x)), class_names)["macro_f1"],
                 }
             )
             print(f"  {name}={value:g}: macro-F1 {rows[-1]['macro_f1']:.4f}", flush=True)
