@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -395,4 +396,4 @@ def main() -> None:
 if __name__ == "__main__":
     import record
 
-    record.run(main, "drift")
+    record.run(main, "drift-same-field" if "same" in sys.argv[1:] else "drift")
