@@ -183,24 +183,30 @@ def cut(s, spec: WindowSpec, half: int, n: int, seed: int, mix: float = 1.0):
 
 
 def reference(
-    args, net, norm, spec: WindowSpec, current_seeds: list[int]
-) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
-    """Uniform windows and their calibration group (the chunk a current window is cut from): in a new field,
-    ``--ref-surveys`` other survey seeds (2000, 2001, ...) grouped by survey x inline half; in the same field,
-    the first inline half of the current surveys, grouped by survey."""
-    same = args.field == "same"
-    seeds = current_seeds if same else [2000 + k for k in range(args.ref_surveys)]
-    halves = (0,) if same else (0, 1)
-    parts, groups = [], []
-    per_chunk = args.reference // (len(halves) * len(seeds))
-    for k, seed in enumerate(seeds):
-        s = survey(seed)
-        for half in halves:
-            centres = cut(s, spec, half, per_chunk, k)
+    args, net, norm, spec: WindowSpec, seed: int | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray, float, float]:
+    """Uniform windows, their calibration group (the chunk a current window is cut from) and their true
+    ``MIX_FACIES`` share. New field (``seed`` None): ``--ref-surveys`` other survey seeds (2000, 2001, ...),
+    grouped by survey x inline half. Same field: the first inline half of survey ``seed``, grouped by inline
+    quarter of that half (the field's own blocks)."""
+    parts, groups, shares = [], [], []
+    if seed is None:
+        chunks = [(2000 + k, half) for k in range(args.ref_surveys) for half in (0, 1)]
+        per_chunk = args.reference // len(chunks)
+        for g, (survey_seed, half) in enumerate(chunks):
+            s = survey(survey_seed)
+            centres = cut(s, spec, half, per_chunk, g // 2)
             parts.append(describe(net, norm, extract_windows(s.amplitudes, *centres, spec), s.dt_ms))
-            groups.append(np.full(per_chunk, len(halves) * k + half))
+            groups.append(np.full(per_chunk, g))
+            shares.append(s.labels[centres] == MIX_FACIES)
+    else:
+        s = survey(seed)
+        centres = cut(s, spec, 0, args.reference, seed)
+        parts.append(describe(net, norm, extract_windows(s.amplitudes, *centres, spec), s.dt_ms))
+        groups.append(centres[0] * 4 // (s.shape[0] // 2))
+        shares.append(s.labels[centres] == MIX_FACIES)
     ref = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return ref, np.concatenate(groups), s.dt_ms
+    return ref, np.concatenate(groups), s.dt_ms, float(np.mean(np.concatenate(shares)))
 
 
 def flags(result) -> dict[str, bool]:
@@ -216,16 +222,18 @@ def flags(result) -> dict[str, bool]:
     }
 
 
-def polarity_spread(baseline, scores: dict[str, list[float]]) -> dict[str, list[float]]:
+def polarity_spread(baselines, scores: dict[str, list[float]]) -> dict[str, list[float]]:
     """Min / median / max of the polarity score per shift, and of the reference chunks' own scores."""
-    out = {"reference_chunks": list(baseline.polarity.null) if baseline.polarity else [], **scores}
+    null = [q for b in baselines if b.polarity for q in b.polarity.null]
+    out = {"reference_chunks": null, **scores}
     return {k: [round(float(q), 2) for q in np.quantile(v, [0, 0.5, 1])] if v else [] for k, v in out.items()}
 
 
 def mix_oracle(shares: dict[str, list[float]], shift: str, false_alarm: float) -> dict[str, float]:
     """The best any detector could do on a facies-mix shift: a threshold on each window's true share of
-    MIX_FACIES (from the labels), set so that the no-shift windows alarm at ``false_alarm`` (the detector's
-    measured rate; at least one window's worth), which makes the two powers comparable."""
+    MIX_FACIES (from the labels; in the same field, its change from the field's reference share), set so
+    that the no-shift windows alarm at ``false_alarm`` (the detector's measured rate; at least one window's
+    worth), which makes the two powers comparable."""
     null, shifted = np.asarray(shares["no_shift"]), np.asarray(shares[shift])
     level = 1.0 - max(false_alarm, 1.0 / len(null))
     threshold = float(np.quantile(null, level, method="higher"))
@@ -283,12 +291,20 @@ def main() -> None:
 
     n_surveys = max(math.ceil(args.noshift / 2), math.ceil(args.per_shift / 2))
     current_seeds = [3000 + k for k in range(n_surveys)]
-    ref, groups, dt = reference(args, net, norm, spec, current_seeds)
-    t0 = time.perf_counter()
-    baseline = fit_baseline(cfg, feature_names=FEATURE_NAMES, n_classes=6, groups=groups, **ref)
-    fit_s = time.perf_counter() - t0
-    ref_surveys = n_surveys if args.field == "same" else args.ref_surveys
-    print(f"reference: {len(groups)} rows of {ref_surveys} surveys; calibrated in {fit_s:.1f} s")
+    same = args.field == "same"
+    fit_s: list[float] = []
+
+    def fit(seed: int | None):
+        ref, groups, dt, share = reference(args, net, norm, spec, seed)
+        t0 = time.perf_counter()
+        baseline = fit_baseline(cfg, feature_names=FEATURE_NAMES, n_classes=6, groups=groups, **ref)
+        fit_s.append(time.perf_counter() - t0)
+        return baseline, dt, share, len(groups)
+
+    if not same:
+        baseline, dt, ref_share, ref_rows = fit(None)
+        print(f"reference: {ref_rows} rows of {args.ref_surveys} surveys; calibrated in {fit_s[0]:.1f} s")
+    baselines = []
 
     counts = {s: dict.fromkeys(FAMILIES, 0) for s in ("no_shift", *SHIFTS)}
     runs = {s: 0 for s in counts}
@@ -298,6 +314,9 @@ def main() -> None:
     polarity_scores: dict[str, list[float]] = {s: [] for s in counts}
     for k, seed in enumerate(current_seeds):
         s = survey(seed)
+        if same:  # each field has its own reference: its first inline half
+            baseline, dt, ref_share, ref_rows = fit(seed)
+        baselines.append(baseline)
         jobs = [("no_shift", None)] * (2 * k < args.noshift) + [(sh, sh) for sh in SHIFTS] * (
             2 * k < args.per_shift
         )
@@ -313,7 +332,8 @@ def main() -> None:
                 ci = cut(s, spec, half, args.window, seed=100 * k + draw, mix=MIX_WEIGHTS.get(shift, 1.0))
                 cur = describe(net, norm, extract_windows(amp, *ci, spec), dt)
                 if name in mix_share:
-                    mix_share[name].append(float(np.mean(s.labels[ci] == MIX_FACIES)))
+                    share = float(np.mean(s.labels[ci] == MIX_FACIES))
+                    mix_share[name].append(share - ref_share if same else share)
                 if name == "no_shift":
                     pool.append(cur)
                 t0 = time.perf_counter()
@@ -331,15 +351,18 @@ def main() -> None:
     rates = {s: {f: counts[s][f] / runs[s] for f in FAMILIES} for s in counts}
     print(
         f"\nfalse alarms: {runs['no_shift']} no-shift windows; power: {args.per_shift} windows per shift;"
-        f" {args.window} rows per window, reference {len(groups)} rows of {ref_surveys} surveys"
-        f" ({args.field} field)"
+        + (
+            f" {args.window} rows per window; reference: {ref_rows} rows of each survey's first inline half"
+            if same
+            else f" {args.window} rows per window, reference {ref_rows} rows of {args.ref_surveys} surveys"
+        )
     )
     print(f"{'shift':<14}" + "".join(f"{f:>13}" for f in FAMILIES))
     for s in counts:
         print(f"{s:<14}" + "".join(f"{rates[s][f]:>13.2f}" for f in FAMILIES))
 
     print("features flagged in no-shift windows:", {k: v for k, v in alarms["no_shift"].items() if v})
-    spread = polarity_spread(baseline, polarity_scores)
+    spread = polarity_spread(baselines, polarity_scores)
     print("polarity scores (min / median / max):", {k: v for k, v in spread.items() if v})
     combined_false_alarm = rates["no_shift"]["combined"]
     oracle = {shift: mix_oracle(mix_share, shift, combined_false_alarm) for shift in MIX_WEIGHTS}
@@ -365,10 +388,10 @@ def main() -> None:
         "quick": args.quick,
         "checkpoint": args.checkpoint,
         "window_rows": args.window,
-        "reference_rows": len(groups),
+        "reference_rows": ref_rows,
         "field": args.field,
         "generator_version": GENERATOR_VERSION,
-        "reference_surveys": ref_surveys,
+        "reference_surveys": "each current survey's first inline half" if same else args.ref_surveys,
         "mix_facies": MIX_FACIES,
         "mix_weights": MIX_WEIGHTS,
         "runs": runs,
@@ -377,7 +400,7 @@ def main() -> None:
         "polarity_scores": spread,
         "feature_alarms": {s: {k: v for k, v in a.items() if v} for s, a in alarms.items()},
         "thresholds": baseline.summary()["thresholds"],
-        "baseline_fit_seconds": round(fit_s, 2),
+        "baseline_fit_seconds": round(float(np.median(fit_s)), 2),
         "compare_seconds_median": round(float(np.median(compare_s)), 3),
         "timings": timing,
         "peers": peer_rows,
