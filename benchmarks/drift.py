@@ -376,4 +376,4 @@ def main() -> None:
 if __name__ == "__main__":
     import record
 
-    record.run(main, "drift")
+    record.run(main, "drift", title="Drift detection")

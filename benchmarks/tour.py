@@ -202,7 +202,7 @@ if __name__ == "__main__":
             name = "make_test" if sys.argv[1:] == ["--make-test", "--skip-tour"] else "make-targets"
         else:
             name = "tour" if "--make-run" in sys.argv else "tour-steps"
-        record.run(main, name)
+        record.run(main, name, title="The README's commands" if name == "tour" else name.replace("_", " "))
     except TourError as err:
         print(f"tour failed: {err}", file=sys.stderr)
         sys.exit(1)
