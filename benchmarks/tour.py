@@ -199,7 +199,9 @@ if __name__ == "__main__":
     try:
         # the page quotes `make run` too: a run without it is kept apart instead of replacing that record
         if "--skip-tour" in sys.argv:
-            name = "make_test" if "--make-test" in sys.argv and "--make-run" not in sys.argv else "make-targets"
+            name = (
+                "make_test" if "--make-test" in sys.argv and "--make-run" not in sys.argv else "make-targets"
+            )
         else:
             name = "tour" if "--make-run" in sys.argv else "tour-steps"
         record.run(main, name, title="The README's commands" if name == "tour" else name.replace("_", " "))
