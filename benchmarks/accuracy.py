@@ -368,4 +368,4 @@ def main() -> None:
 if __name__ == "__main__":
     import record
 
-    record.run(main, "accuracy")
+    record.run(main, "accuracy", title="Accuracy of the default recipes")

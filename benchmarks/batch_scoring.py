@@ -259,4 +259,4 @@ def print_table(rows: list[dict]) -> None:
 if __name__ == "__main__":
     import record
 
-    record.run(main, "batch_scoring")
+    record.run(main, "batch_scoring", title="Batch scoring")

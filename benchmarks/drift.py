@@ -419,4 +419,9 @@ def main() -> None:
 if __name__ == "__main__":
     import record
 
-    record.run(main, "drift-same-field" if "same" in sys.argv[1:] else "drift")
+    same = "same" in sys.argv[1:]
+    record.run(
+        main,
+        "drift-same-field" if same else "drift",
+        title="Drift detection, same field" if same else "Drift detection",
+    )

@@ -179,4 +179,4 @@ def main() -> None:
 if __name__ == "__main__":
     import record
 
-    record.run(main, "io")
+    record.run(main, "io", title="SEG-Y reading and window extraction")

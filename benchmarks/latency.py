@@ -370,4 +370,4 @@ def main() -> None:
 if __name__ == "__main__":
     import record
 
-    record.run(main, "latency")
+    record.run(main, "latency", title="Serving latency")

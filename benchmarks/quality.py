@@ -320,4 +320,4 @@ def main() -> None:
 if __name__ == "__main__":
     import record
 
-    record.run(main, "quality")
+    record.run(main, "quality", title="Performance estimate and quality maps")

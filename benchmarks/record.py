@@ -100,7 +100,7 @@ class _Tee(io.TextIOBase):
         self.stream.flush()
 
 
-def run(main: Callable[[], Any], name: str) -> None:
+def run(main: Callable[[], Any], name: str, *, title: str | None = None) -> None:
     """Run a benchmark's ``main`` and record what it printed; a failed run records nothing."""
     import time
 
@@ -114,6 +114,7 @@ def run(main: Callable[[], Any], name: str) -> None:
         name,
         tee.buffer_.getvalue(),
         command=shlex.join([".venv/bin/python", *sys.argv]),
+        title=title,
         seconds=time.perf_counter() - started,
     )
     print(f"recorded {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")

@@ -75,4 +75,4 @@ def main() -> None:
 if __name__ == "__main__":
     import record
 
-    record.run(main, "single_survey")
+    record.run(main, "single_survey", title="Single-survey references")

@@ -199,4 +199,9 @@ if __name__ == "__main__":
     length = next((a.split("=")[1] for a in sys.argv if a.startswith("--length-1d=")), None)
     if "--length-1d" in sys.argv:
         length = sys.argv[sys.argv.index("--length-1d") + 1]
-    record.run(main, "throughput" if length in (None, "64") else f"throughput-{length}")
+    name = "throughput" if length in (None, "64") else f"throughput-{length}"
+    record.run(
+        main,
+        name,
+        title="Training throughput" + ("" if name == "throughput" else f", {length}-sample windows"),
+    )

@@ -199,10 +199,12 @@ if __name__ == "__main__":
     try:
         # the page quotes `make run` too: a run without it is kept apart instead of replacing that record
         if "--skip-tour" in sys.argv:
-            name = "make_test" if sys.argv[1:] == ["--make-test", "--skip-tour"] else "make-targets"
+            name = (
+                "make_test" if "--make-test" in sys.argv and "--make-run" not in sys.argv else "make-targets"
+            )
         else:
             name = "tour" if "--make-run" in sys.argv else "tour-steps"
-        record.run(main, name)
+        record.run(main, name, title="The README's commands" if name == "tour" else name.replace("_", " "))
     except TourError as err:
         print(f"tour failed: {err}", file=sys.stderr)
         sys.exit(1)

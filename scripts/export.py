@@ -23,8 +23,10 @@ import seismic.config  # noqa: F401  (registers the config schemas)
 def main(cfg: DictConfig) -> None:
     from seismic.export.onnx import ExportError
     from seismic.pipeline.publish import export_checkpoint
+    from seismic.pipeline.quiet import quiet
     from seismic.registry.tracking_store import TrackingError
 
+    quiet()  # loading the checkpoint imports Lightning, whose console handler would double its lines
     try:
         print(json.dumps(export_checkpoint(cfg), indent=2))
     except (ExportError, TrackingError, FileNotFoundError, ValueError) as err:

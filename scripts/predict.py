@@ -89,8 +89,10 @@ def main(cfg: DictConfig) -> None:
         )
     interrupt_on_signals(outputs)  # before install_sigterm_flush, which chains to it after flushing the log
     # every sample of the cube is one window: a big cube takes a while, so say up front what is scored and
-    # where the results will be (tqdm then shows the rate and the time left)
-    print(f"predict: scoring {s.input} with {s.model.source}; writing {_names(outputs)}", file=sys.stderr)
+    # where the results will be (tqdm then shows the rate and the time left). Only with the bar:
+    # progress=false keeps stderr to the one line that a failure or an interruption prints
+    if s.progress:
+        print(f"predict: scoring {s.input} with {s.model.source}; writing {_names(outputs)}", file=sys.stderr)
     writer = None
     try:
         if s.engine == "ray":
@@ -154,7 +156,8 @@ def main(cfg: DictConfig) -> None:
     if writer is not None:
         report["inference_log"] = dataclasses.asdict(writer.stats)
     print(f"scored {result.windows} windows in {result.seconds:.1f} s ({result.windows_per_s:.0f} windows/s)")
-    print(f"wrote {_names([p for p in outputs if p.exists()])}", file=sys.stderr)
+    if s.progress:
+        print(f"wrote {_names([p for p in outputs if p.exists()])}", file=sys.stderr)
     print(json.dumps(report, indent=2))
 
 
