@@ -110,21 +110,21 @@ def test_crossline_sections_are_chunk_independent_too(models, name, passes):
     model = models[name]
     # 20 inlines: 8-inline tiles on a grid that no chunk boundary below lines up with
     amplitudes = (np.random.default_rng(9).normal(size=(20, 9, 40)) * 250).astype(np.float32)
-    whole = list(iter_scores(model, amplitudes, chunk_inlines=20, passes=passes))[0]
+    whole = next(iter_scores(model, amplitudes, chunk_inlines=20, passes=passes))
     for chunk in (1, 3, 7):
         parts = list(iter_scores(model, amplitudes, chunk_inlines=chunk, batch_size=5, passes=passes))
         prob = np.concatenate([p for _, _, p in parts])
         np.testing.assert_allclose(prob, whole[2], atol=1e-5, err_msg=f"chunk {chunk}")
     if passes == "both":  # the average of the two single passes
-        inline = list(iter_scores(model, amplitudes, chunk_inlines=20, passes="inline"))[0]
-        cross = list(iter_scores(model, amplitudes, chunk_inlines=20, passes="crossline"))[0]
+        inline = next(iter_scores(model, amplitudes, chunk_inlines=20, passes="inline"))
+        cross = next(iter_scores(model, amplitudes, chunk_inlines=20, passes="crossline"))
         assert np.abs(inline[2] - cross[2]).max() > 1e-4  # the passes differ, so averaging means something
         assert (whole[2] <= np.maximum(inline[2], cross[2]) + 1e-5).all()
 
 
 def test_unknown_passes_are_refused(models, volume, tmp_path):
     path, _ = volume
-    with pytest.raises(BatchScoringError, match="chunk.passes must be one of"):
+    with pytest.raises(BatchScoringError, match=r"chunk\.passes must be one of"):
         score_segy(models["unet2d"], path, tmp_path / "c.sgy", progress=False, passes="diagonal")
     assert not (tmp_path / "c.sgy").exists()
 
