@@ -135,6 +135,7 @@ def main(cfg: DictConfig) -> None:
                     options=InputOptions(s.normalisation, s.max_scale_ratio, s.resample),
                     maps_dir=out.maps_dir,
                     overlap=s.chunk.overlap,
+                    passes=s.chunk.passes,
                     maps_options={
                         "windows_per_trace": out.maps_windows_per_trace,
                         "block": out.maps_block,

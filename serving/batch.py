@@ -39,7 +39,13 @@ from seismic.data.windows import WindowSpec, extract_windows, valid_centre_range
 from seismic.io.atomic import atomic_file
 from seismic.io.segy import SegyFile
 from seismic.io.segy_like import SegyLikeWriter
-from serving.batch_dense import DenseScoringError, check_dense_spec, dense_chunk_inlines, score_chunk_dense
+from serving.batch_dense import (
+    DenseScoringError,
+    check_dense_spec,
+    dense_chunk_inlines,
+    passes_for,
+    score_chunk_dense,
+)
 from serving.batch_input import DEFAULT_INPUT, InputOptions, open_input
 from serving.inference_log import InferenceLogWriter
 from serving.quality_maps import maps_for
@@ -139,6 +145,7 @@ def score_chunk(
     on_batch: Any = None,
     prefetch: ThreadPoolExecutor | None = None,
     overlap: float | None = None,
+    passes: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Score the centres on inlines ``[start, stop)`` of ``volume`` (an array, or a :class:`SegyFile` cube
     read lazily): ``(classes [k, n_xl, n_t] int16, max_probability [k, n_xl, n_t] float32)``.
@@ -147,14 +154,23 @@ def score_chunk(
     coordinates, so any split into chunks gives the whole-volume result. ``on_batch`` as in
     :func:`iter_scores`; ``prefetch``: the one-thread executor that cuts the next batch (one per call if
     ``None``). A segmentation model (``model.dense``) labels the chunk by blended tiles instead
-    (:mod:`serving.batch_dense`; ``overlap``: of its tiles, default the model's ``default_overlap``).
+    (:mod:`serving.batch_dense`; ``overlap``: of its tiles, default the model's ``default_overlap``;
+    ``passes``: ``inline`` / ``crossline`` / ``both`` sections, default the model's window axis).
     """
     spec = window_spec(model)
     shape = volume_shape(volume)
     if model.dense:  # segmentation: blended tiles per inline (serving.batch_dense)
         try:
             return score_chunk_dense(
-                model, volume, spec, start, stop, batch_size=batch_size, on_batch=on_batch, overlap=overlap
+                model,
+                volume,
+                spec,
+                start,
+                stop,
+                batch_size=batch_size,
+                on_batch=on_batch,
+                overlap=overlap,
+                passes=passes,
             )
         except DenseScoringError as err:
             raise BatchScoringError(str(err)) from None
@@ -208,6 +224,7 @@ def iter_scores(
     batch_size: int = 1024,
     on_batch: Any = None,
     overlap: float | None = None,
+    passes: str | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Score ``volume`` (``[n_il, n_xl, n_t]``; an array, or a :class:`SegyFile` cube read lazily) chunk by
     chunk: yields ``(start_inline, classes [k, n_xl, n_t] int16, max_probability [k, n_xl, n_t] float32)``.
@@ -230,6 +247,7 @@ def iter_scores(
                 on_batch=on_batch,
                 prefetch=prefetch,
                 overlap=overlap,
+                passes=passes,
             )
             yield start, classes, max_prob
     finally:
@@ -377,6 +395,7 @@ def score_segy(
     maps_dir: str | Path | None = None,
     maps_options: dict[str, Any] | None = None,
     overlap: float | None = None,
+    passes: str | None = None,
 ) -> BatchResult:
     """Score every sample of the cube at ``input_path``; write the class volume (and the others) atomically.
 
@@ -395,7 +414,7 @@ def score_segy(
     spec = window_spec(model)
     if model.dense:
         try:
-            check_dense_spec(spec)
+            check_dense_spec(spec, passes)
         except DenseScoringError as err:
             raise BatchScoringError(str(err)) from None
         if maps_dir:
@@ -405,7 +424,10 @@ def score_segy(
             )
     with open_input(model, spec, input_path, iline=iline, xline=xline, options=options) as (segy, volume):
         if model.dense:
-            k = chunk_inlines or dense_chunk_inlines(volume.shape, len(model.class_names), max_memory_mb)
+            halo = spec.width if "crossline" in passes_for(spec, passes) else 0
+            k = chunk_inlines or dense_chunk_inlines(
+                volume.shape, len(model.class_names), max_memory_mb, halo
+            )
         else:
             valid_centre_ranges(volume.shape, spec)  # too small for a 'valid' window
             k = chunk_inlines or chunk_inlines_for(volume.shape, spec, max_memory_mb)
@@ -425,7 +447,13 @@ def score_segy(
                 )  # fmt: skip
 
         scored = iter_scores(
-            model, volume, chunk_inlines=k, batch_size=batch_size, on_batch=on_batch, overlap=overlap
+            model,
+            volume,
+            chunk_inlines=k,
+            batch_size=batch_size,
+            on_batch=on_batch,
+            overlap=overlap,
+            passes=passes,
         )
         chunks = ((s, volume.restore(c), volume.restore(p)) for s, c, p in scored)
         try:

@@ -46,6 +46,8 @@ class Chunking(_Section):
     batch_size: int = Field(default=1024, ge=1)
     # segmentation models: the share of a tile its neighbours overlap (null: the model's default_overlap)
     overlap: float | None = Field(default=None, ge=0.0, lt=1.0)
+    # segmentation models: section directions tiled (null: the model's window axis; both: averaged)
+    passes: Literal["inline", "crossline", "both"] | None = None
 
 
 class Runtime(_Section):

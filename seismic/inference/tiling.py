@@ -68,6 +68,9 @@ class TilePlan:
     tile: tuple[int, ...]
     overlap: float
     sigma_scale: float = SIGMA_SCALE
+    # explicit tile starts per tiled axis (None: the regular grid); a chunk of a larger volume passes the
+    # global grid's starts that reach into it, shifted to the chunk's origin
+    axis_starts: tuple[tuple[int, ...] | None, ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.shape) != len(self.tile):
@@ -80,6 +83,9 @@ class TilePlan:
     @property
     def starts(self) -> list[tuple[int, ...]]:
         axes = [tile_starts(n, t, self.overlap) for n, t in zip(self.padded, self.tile, strict=True)]
+        for i, given in enumerate(self.axis_starts or ()):
+            if given is not None:
+                axes[i] = list(given)
         return [
             tuple(int(v) for v in s)
             for s in np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
@@ -137,6 +143,7 @@ def blend_sections(
     normalise: Callable[[np.ndarray], np.ndarray] | None = None,
     on_batch: Callable[[np.ndarray, np.ndarray, np.ndarray, list], None] | None = None,
     sigma_scale: float = SIGMA_SCALE,
+    axis_starts: Sequence[Sequence[int] | None] | None = None,
 ) -> np.ndarray:
     """Blended class probabilities ``[k, C, *spatial]`` (float32) of ``sections [k, *spatial]``.
 
@@ -144,7 +151,8 @@ def blend_sections(
     batch of at most ``batch_size`` tiles ``[N, 1, *tile]``; ``normalise`` (raw amplitudes -> what ``run``
     takes) is applied to each batch of tiles cut from the raw sections. ``on_batch(raw_tiles, probabilities,
     embedding, where)`` is called after every batch (inference log, progress); ``where`` lists
-    ``(section, tile start)``.
+    ``(section, tile start)``. ``axis_starts``: explicit tile starts per tiled axis (``None`` for the regular
+    grid of an axis); positions no tile covers are NaN.
     """
     sections = np.asarray(sections)
     tile = tuple(int(t) for t in tile)
@@ -153,7 +161,12 @@ def blend_sections(
                          f"[k, {', '.join('n' for _ in tile)}]")  # fmt: skip
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    plan = TilePlan(tuple(int(n) for n in sections.shape[1:]), tile, float(overlap), sigma_scale)
+    explicit = (
+        None
+        if axis_starts is None
+        else tuple(None if a is None else tuple(int(v) for v in a) for a in axis_starts)
+    )
+    plan = TilePlan(tuple(int(n) for n in sections.shape[1:]), tile, float(overlap), sigma_scale, explicit)
     padded = _pad(sections, plan)
     weights = plan.weights
     acc = np.zeros((len(sections), num_classes, *plan.padded), dtype=np.float32)
@@ -172,7 +185,8 @@ def blend_sections(
             acc[(i, slice(None), *plan._region(start))] += probabilities[j] * weights
         if on_batch is not None:
             on_batch(raw, probabilities, embedding, batch)
-    acc /= plan.weight_sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc /= plan.weight_sum()
     crop = (slice(None), slice(None), *(slice(0, n) for n in plan.shape))
     return acc[crop]
 

@@ -104,10 +104,28 @@ def test_segy_outputs_summary_and_one_log_row_per_tile(models, volume, tmp_path)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_crossline_tiles_are_refused_with_the_reason(models, volume, tmp_path):
+@pytest.mark.parametrize(("name", "passes"), [("unet2d_crossline", None), ("unet2d", "both")])
+def test_crossline_sections_are_chunk_independent_too(models, name, passes):
+    """Crossline tiles span inlines: a chunk reads the halo its global-grid tiles need."""
+    model = models[name]
+    # 20 inlines: 8-inline tiles on a grid that no chunk boundary below lines up with
+    amplitudes = (np.random.default_rng(9).normal(size=(20, 9, 40)) * 250).astype(np.float32)
+    whole = next(iter_scores(model, amplitudes, chunk_inlines=20, passes=passes))
+    for chunk in (1, 3, 7):
+        parts = list(iter_scores(model, amplitudes, chunk_inlines=chunk, batch_size=5, passes=passes))
+        prob = np.concatenate([p for _, _, p in parts])
+        np.testing.assert_allclose(prob, whole[2], atol=1e-5, err_msg=f"chunk {chunk}")
+    if passes == "both":  # the average of the two single passes
+        inline = next(iter_scores(model, amplitudes, chunk_inlines=20, passes="inline"))
+        cross = next(iter_scores(model, amplitudes, chunk_inlines=20, passes="crossline"))
+        assert np.abs(inline[2] - cross[2]).max() > 1e-4  # the passes differ, so averaging means something
+        assert (whole[2] <= np.maximum(inline[2], cross[2]) + 1e-5).all()
+
+
+def test_unknown_passes_are_refused(models, volume, tmp_path):
     path, _ = volume
-    with pytest.raises(BatchScoringError, match=r"window axis .crossline.*data\.window\.axis=inline"):
-        score_segy(models["unet2d_crossline"], path, tmp_path / "c.sgy", progress=False)
+    with pytest.raises(BatchScoringError, match=r"chunk\.passes must be one of"):
+        score_segy(models["unet2d"], path, tmp_path / "c.sgy", progress=False, passes="diagonal")
     assert not (tmp_path / "c.sgy").exists()
 
 
