@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # A group is a sub-package of seismic (or of seismic.monitoring), or serving. A group may import from the
 # groups of earlier layers only; groups in one layer are independent of each other.
 LAYERS = [
-    ["seismic.io", "seismic.features"],
+    ["seismic.io", "seismic.features", "seismic.inference"],
     ["seismic.data", "seismic.models", "monitoring.profile", "monitoring.state", "monitoring.drift"],
     ["seismic.tasks", "seismic.export", "monitoring.reports", "serving"],
     ["seismic.registry", "monitoring.alerting", "monitoring.quality"],
@@ -122,5 +122,5 @@ def test_cycle_finder_sees_loops():
 
 
 def test_graph_holds_function_level_imports():
-    # publish imports the task inside a function body; a cycle hidden that way must still show
-    assert "seismic.tasks.classification" in GRAPH["seismic.pipeline.publish"]
+    # publish imports the task loader inside a function body; a cycle hidden that way must still show
+    assert "seismic.tasks" in GRAPH["seismic.pipeline.publish"]
