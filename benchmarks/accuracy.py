@@ -2,7 +2,7 @@
 
     python benchmarks/accuracy.py [--experiments cnn1d_default cnn2d_default] [--holdout-seed 12345]
                                   [--windows 20000] [--baseline-windows 30000] [--skip-baselines]
-                                  [--json PATH] [extra Hydra overrides ...]
+                                  [--grid] [--json PATH] [extra Hydra overrides ...]
 
 Each experiment is trained exactly as ``python scripts/train.py experiment=<name>`` would (same configs, same
 pipeline; the MLflow logger is off so the benchmark leaves no runs behind). The best checkpoint is then
@@ -20,6 +20,12 @@ split's ``test`` block, contacts included), with the F3 facies benchmark's PA, M
 (``seismic.tasks.dense_scores``). A classifier labels each sample by its own window; a segmentation net each
 inline section by blended tiles (``seismic.pipeline.train.predict_section_dense``, as batch scoring does).
 Segmentation nets' window scores read their dense labels at the window centres.
+
+``--grid`` also scores each CNN on the held-out survey imaged with other acquisitions, one parameter at a time
+(wavelet peak frequency, phase, signal-to-noise ratio, amplitude gain; :data:`GRID`): the same geology and the
+same window centres (the generator's geology does not depend on the acquisition), so only the acquisition
+differs. Each point says whether it lies inside the ranges the experiment trained over (``data.acquisition``,
+``data.augment.gain``; the nominal value alone when there are none).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from latency_targets import cpu_model
 from omegaconf import OmegaConf, open_dict
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -49,10 +56,18 @@ from seismic.data.synthetic import SyntheticSurveyConfig, generate_survey
 from seismic.data.windows import Normalisation, SplitSpec, WindowSpec, extract_windows, sample_centres
 from seismic.features import window_features
 from seismic.inference.tiling import blend_sections
+from seismic.pipeline.precision import cpu_has_native_bf16
 from seismic.pipeline.train import train
 from seismic.tasks import FaciesClassificationTask, FaciesSegmentationTask, dense_scores, load_task
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# Acquisition grid of --grid: one parameter moved at a time from the held-out survey's nominal values.
+GRID = {
+    "wavelet_peak_hz": (12.0, 15.0, 20.0, 25.0, 40.0, 50.0, 60.0),
+    "wavelet_phase_deg": (-90.0, -45.0, 45.0, 90.0, 180.0),
+    "snr_db": (0.0, 5.0, 20.0),
+    "gain": (0.25, 0.5, 2.0, 4.0),
+}
 
 
 def compose_experiment(name: str, root: Path, extra: list[str]):
@@ -127,13 +142,70 @@ def dense_block_scores(predicted: np.ndarray, truth: np.ndarray, class_names: li
     }
 
 
+_GRID_SURVEYS: dict[SyntheticSurveyConfig, object] = {}
+
+
+def trained_ranges(cfg) -> dict[str, tuple[float, float]]:
+    """The acquisition range each grid parameter was trained over: the recipe's ranges, else its value."""
+    survey = OmegaConf.to_container(cfg.data.survey, resolve=True)
+    acquisition = OmegaConf.to_container(cfg.data.acquisition, resolve=True)
+    gain = OmegaConf.to_container(cfg.data.augment, resolve=True).get("gain")
+    defaults = SyntheticSurveyConfig.from_mapping({k: v for k, v in survey.items() if k != "seed"})
+    out = {}
+    for name in ("wavelet_peak_hz", "wavelet_phase_deg", "snr_db"):
+        nominal = getattr(defaults, name)
+        out[name] = tuple(acquisition.get(name) or (nominal, nominal))
+    out["gain"] = tuple(gain or (1.0, 1.0))
+    return out
+
+
+def acquisition_grid(cfg, task, norm: Normalisation, spec: WindowSpec, args) -> list[dict]:
+    """Held-out macro-F1 at every point of :data:`GRID` (same geology and windows, another acquisition)."""
+    options = OmegaConf.to_container(cfg.data.survey, resolve=True)
+    options.pop("seed")
+    ranges = trained_ranges(cfg)
+    rows = []
+    for name, values in GRID.items():
+        for value in values:
+            imaged = {**options, "seed": args.holdout_seed}
+            if name != "gain":
+                imaged[name] = value
+            config = SyntheticSurveyConfig.from_mapping(imaged)
+            if config not in _GRID_SURVEYS:  # the experiments of one run score the same surveys
+                _GRID_SURVEYS[config] = generate_survey(config)
+            survey = _GRID_SURVEYS[config]
+            seed = args.holdout_seed
+            il, xl, t = sample_centres(survey.labels, args.windows, spec, balance=False, seed=seed)
+            gain = np.float32(value if name == "gain" else 1.0)
+            x = extract_windows(survey.amplitudes, il, xl, t, spec) * gain
+            y = survey.labels[il, xl, t]
+            low, high = ranges[name]
+            rows.append(
+                {
+                    "parameter": name,
+                    "value": value,
+                    "inside_training_range": bool(low <= value <= high),
+                    "macro_f1": scores(y, predict(task, norm.apply(x)), list(task.hparams.class_names))[
+                        "macro_f1"
+                    ],
+                }
+            )
+            print(f"  {name}={value:g}: macro-F1 {rows[-1]['macro_f1']:.4f}", flush=True)
+    return rows
+
+
 @torch.no_grad()
 def predict(task: FaciesClassificationTask, windows: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """Class at each window's centre; a segmentation net's dense logits are read at the centre sample (one
+    tile per window, no blending: the acquisition grid's quick look, not the test-inline score)."""
     net = task.net.eval()
-    out = [
-        net(torch.from_numpy(windows[s : s + batch]))[0].argmax(1).numpy()
-        for s in range(0, len(windows), batch)
-    ]
+    step = 32 if isinstance(task, FaciesSegmentationTask) else batch  # a tile is thousands of samples
+    out = []
+    for s in range(0, len(windows), step):
+        logits = net(torch.from_numpy(windows[s : s + step]))[0]
+        if logits.dim() > 2:
+            logits = logits[(slice(None), slice(None), *(n // 2 for n in logits.shape[2:]))]
+        out.append(logits.argmax(1).numpy())
     return np.concatenate(out)
 
 
@@ -199,6 +271,9 @@ def run_experiment(name: str, root: Path, args) -> list[dict]:
             },
         }
     ]
+    if args.grid:
+        rows[0]["trained_ranges"] = trained_ranges(cfg)
+        rows[0]["acquisition_grid"] = acquisition_grid(cfg, task, norm, spec, args)
     if args.skip_baselines:
         return rows
     dm = SeismicDataModule(**OmegaConf.to_container(cfg.data, resolve=True))
@@ -233,6 +308,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=20000)
     parser.add_argument("--baseline-windows", type=int, default=30000, help="training windows of baselines")
     parser.add_argument("--skip-baselines", action="store_true", help="CNNs only (for quick comparisons)")
+    parser.add_argument("--grid", action="store_true", help="also score over the acquisition grid (GRID)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/accuracy.json"))
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every experiment")
     args = parser.parse_args()
@@ -262,11 +338,23 @@ def main() -> None:
                 f"{r['experiment']:44} {d['pa']:7.4f} {d['mca']:7.4f} {d['miou']:7.4f} {d['fwiu']:7.4f} "
                 f"{d['macro_f1']:9.4f}"
             )
+    for r in rows:
+        if "acquisition_grid" in r:
+            print(f"\n{r['experiment']}: held-out macro-F1 by acquisition (*: inside training ranges)")
+            for name in GRID:
+                cells = [g for g in r["acquisition_grid"] if g["parameter"] == name]
+                line = "  ".join(
+                    f"{g['value']:g}{'*' if g['inside_training_range'] else ''}={g['macro_f1']:.3f}"
+                    for g in cells
+                )
+                print(f"  {name:18} {line}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "holdout_seed": args.holdout_seed,
         "windows": args.windows,
         "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "torch_threads": torch.get_num_threads(),
         "argv": sys.argv[1:],
         "rows": rows,

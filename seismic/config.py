@@ -19,6 +19,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from seismic.data.acquisition import AcquisitionRanges, Augmentation
 from seismic.data.synthetic import SyntheticSurveyConfig
 from seismic.data.windows import NORMALISATION_DEFAULTS, SAMPLING_DEFAULTS, SplitSpec, WindowSpec
 from seismic.registry.policy import GateConfig
@@ -48,6 +49,8 @@ WindowSchema = _mirror("WindowSchema", _defaults_of(WindowSpec))
 SplitSchema = _mirror("SplitSchema", _defaults_of(SplitSpec))
 SamplingSchema = _mirror("SamplingSchema", SAMPLING_DEFAULTS)
 NormalisationSchema = _mirror("NormalisationSchema", NORMALISATION_DEFAULTS)
+AcquisitionSchema = _mirror("AcquisitionSchema", _defaults_of(AcquisitionRanges))
+AugmentSchema = _mirror("AugmentSchema", _defaults_of(Augmentation))
 
 
 @dataclass
@@ -69,6 +72,8 @@ class DataSchema:
     split: SplitSchema = field(default_factory=SplitSchema)  # type: ignore[valid-type]
     sampling: SamplingSchema = field(default_factory=SamplingSchema)  # type: ignore[valid-type]
     normalisation: NormalisationSchema = field(default_factory=NormalisationSchema)  # type: ignore[valid-type]
+    acquisition: AcquisitionSchema = field(default_factory=AcquisitionSchema)  # type: ignore[valid-type]
+    augment: AugmentSchema = field(default_factory=AugmentSchema)  # type: ignore[valid-type]
     batch_size: int = 256
     num_workers: int = 0
     pin_memory: bool = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from seismic.data.acquisition import AcquisitionRanges, Augmentation
 from seismic.data.sources import materialise_surveys
 from seismic.data.survey import Survey, read_survey_meta
 from seismic.data.windows import (
@@ -52,6 +54,8 @@ class WindowDataset(Dataset):
         centres: tuple[np.ndarray, np.ndarray, np.ndarray],
         spec: WindowSpec,
         normalisation: Normalisation,
+        augmentation: Augmentation | None = None,
+        seed: int | Sequence[int] = 0,
         *,
         dense: bool = False,
         cross: np.ndarray | None = None,
@@ -69,6 +73,9 @@ class WindowDataset(Dataset):
             raise ValueError("WindowDataset: cross-axis windows need 2D windows and one flag per window")
         other = "crossline" if spec.axis == "inline" else "inline"
         self.cross_spec = WindowSpec(spec.length, spec.width, other, spec.pad_mode)
+        self.augmentation = augmentation or Augmentation()
+        self.seed = [int(seed)] if isinstance(seed, Integral) else [int(s) for s in seed]
+        self._rng: np.random.Generator | None = None
         self._surveys: dict[int, Survey] = {}
 
     def __len__(self) -> int:
@@ -82,7 +89,14 @@ class WindowDataset(Dataset):
         return survey.amplitudes[lo:hi], survey.labels[lo:hi]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_surveys": {}}
+        return {**self.__dict__, "_surveys": {}, "_rng": None}
+
+    def _augment_rng(self) -> np.random.Generator:
+        # Drawn lazily so that each DataLoader worker (a copy of this dataset) gets a stream of its own.
+        if self._rng is None:
+            worker = torch.utils.data.get_worker_info()
+            self._rng = np.random.default_rng([*self.seed, worker.id if worker is not None else 0])
+        return self._rng
 
     def raw(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Windows (before normalisation) and centre labels, as numpy: one vectorised gather per part."""
@@ -119,6 +133,7 @@ class WindowDataset(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """A whole batch at once: one vectorised gather instead of ``batch_size`` small ones."""
         windows, targets = self.dense_raw(indices) if self.dense else self.raw(indices)
+        windows = self.augmentation.apply(windows, self._augment_rng())
         return torch.from_numpy(self.normalisation.apply(windows)), torch.from_numpy(targets)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,6 +163,8 @@ class SeismicDataModule(L.LightningDataModule):
         split: Mapping[str, Any] | None = None,
         sampling: Mapping[str, Any] | None = None,
         normalisation: Mapping[str, Any] | None = None,
+        acquisition: Mapping[str, Any] | None = None,
+        augment: Mapping[str, Any] | None = None,
         batch_size: int = 256,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -173,6 +190,9 @@ class SeismicDataModule(L.LightningDataModule):
                 f"data.normalisation: unknown key(s) {unknown}; expected {sorted(NORMALISATION_DEFAULTS)}"
             )
         self.normalisation_options = {**NORMALISATION_DEFAULTS, **dict(normalisation or {})}
+        self.acquisition = dict(acquisition or {})
+        AcquisitionRanges.from_mapping(self.acquisition)  # a bad range fails here, before any survey is built
+        self.augmentation = Augmentation.from_mapping(augment)
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
@@ -188,7 +208,11 @@ class SeismicDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         self.survey_dirs = materialise_surveys(
-            self.source, self.cache_dir, survey=self.survey_options, segy=self.segy_options
+            self.source,
+            self.cache_dir,
+            survey=self.survey_options,
+            segy=self.segy_options,
+            acquisition=self.acquisition,
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -243,6 +267,8 @@ class SeismicDataModule(L.LightningDataModule):
             tuple(np.concatenate([c[axis] for c in centres]) for axis in range(3)),
             self.window,
             self.normalisation,
+            augmentation=self.augmentation if name == "train" else None,
+            seed=epoch_seed(int(self.sampling["seed"]), epoch) if name == "train" else 0,
             dense=self.dense,
             cross=cross,
         )

@@ -17,15 +17,15 @@ interior RMS levels (8 samples or more from a contact) of the default survey aft
 (noise RMS 0.32) are given in brackets. The loud facies overlap in level, so a classifier has to read texture,
 not brightness:
 
-- ``parallel`` (~0.93): isolated bright reflectors 14-19 samples apart, quiet between, laterally continuous.
+- ``parallel`` (~0.86): isolated bright reflectors 14-19 samples apart, quiet between, laterally continuous.
 - ``transparent`` (~0.61): weak, low-frequency, partly continuous reflectivity, about twice the noise level.
-- ``chaotic`` (~1.34): dense reflector segments with random dips and strengths in small cells redrawn every
+- ``chaotic`` (~1.42): dense reflector segments with random dips and strengths in small cells redrawn every
   6 samples: discontinuous laterally, bursty vertically.
 - ``thin_bedded`` (~1.02): near-periodic alternating-polarity thin beds ~2 samples apart: the highest
   frequency, laterally continuous.
-- ``massive`` (~0.54: noise and the tails of its contacts): the hardest rock, no texture inside; a bright
+- ``massive`` (~0.33: the noise): the hardest rock, no texture inside; a bright
   positive reflector at its top and a weaker one at its graded base.
-- ``clinoform`` (~0.92): a near-monochromatic oscillation (vertical period 6.5-9 samples) of sigmoidal layers
+- ``clinoform`` (~0.85): a near-monochromatic oscillation (vertical period 6.5-9 samples) of sigmoidal layers
   prograding in several lobes with their own azimuths, i.e. dipping in most sections.
 
 Layered facies read their per-unit sequence along a gently warped, laterally shifted depth axis with laterally

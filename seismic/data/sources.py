@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from seismic.data.acquisition import AcquisitionRanges
 from seismic.data.survey import SURVEY_JSON, Survey
 from seismic.data.synthetic import GENERATOR_VERSION, SyntheticSurveyConfig, generate_survey
 from seismic.io.errors import SurveyFileError
@@ -35,21 +36,28 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def survey_configs(survey: Mapping[str, Any] | None) -> list[SyntheticSurveyConfig]:
+def survey_configs(
+    survey: Mapping[str, Any] | None, acquisition: Mapping[str, Any] | None = None
+) -> list[SyntheticSurveyConfig]:
     """The synthetic survey config of each seed: one, or one per seed when ``survey.seed`` is a list.
 
     Training on several synthetic surveys shows the model several draws of the geology (unit order, texture
     parameters, bodies, folds, faults) instead of one; a survey from an unseen seed differs in all of them.
+    With ``acquisition`` ranges (:class:`~seismic.data.acquisition.AcquisitionRanges`) each seed also draws
+    its wavelet and noise level, which then replace the survey's own values.
     """
     options = dict(survey or {})
+    ranges = AcquisitionRanges.from_mapping(acquisition)
     seeds = options.get("seed", 0)
     if not isinstance(seeds, list | tuple):
-        return [SyntheticSurveyConfig.from_mapping(options)]
-    if not seeds:
+        seeds = [seeds]
+    elif not seeds:
         raise ValueError("data.survey.seed: the list of survey seeds is empty")
-    if len(set(seeds)) != len(seeds):
+    elif len(set(seeds)) != len(seeds):
         raise ValueError(f"data.survey.seed: the list of survey seeds {list(seeds)} repeats a seed")
-    return [SyntheticSurveyConfig.from_mapping({**options, "seed": seed}) for seed in seeds]
+    return [
+        SyntheticSurveyConfig.from_mapping({**options, "seed": seed, **ranges.draw(seed)}) for seed in seeds
+    ]
 
 
 def materialise_surveys(
@@ -58,11 +66,18 @@ def materialise_surveys(
     *,
     survey: Mapping[str, Any] | None = None,
     segy: Mapping[str, Any] | None = None,
+    acquisition: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Folders of the cached surveys of a source: one per seed when ``survey.seed`` is a list."""
     if source != "synthetic":
+        if AcquisitionRanges.from_mapping(acquisition).active:
+            raise ValueError(
+                "data.acquisition: acquisition ranges apply to synthetic surveys only (data.source is"
+                f" {source!r}); use data.augment for recorded data"
+            )
         return [materialise_survey(source, cache_dir, survey=survey, segy=segy)]
-    return [materialise_survey(source, cache_dir, survey=asdict(config)) for config in survey_configs(survey)]
+    configs = survey_configs(survey, acquisition)
+    return [materialise_survey(source, cache_dir, survey=asdict(config)) for config in configs]
 
 
 def materialise_survey(

@@ -45,6 +45,7 @@ __all__ = ["FACIES", "GENERATOR_VERSION", "SyntheticSurveyConfig", "generate_sur
 
 GENERATOR = "seismic.data.synthetic"
 GENERATOR_VERSION = 4  # bump whenever the output for a given config changes
+GEOLOGY_MARGIN_MS = 200.0  # >= half a Ricker wavelet down to 12.5 Hz: the geology does not depend on it
 # Reflection coefficient of one unit of log-impedance contrast (the facies model's units): contacts of
 # 0.3-2.9 units reflect 0.006-0.058, the range of sedimentary contrasts. The survey is scaled to unit RMS, so
 # this sets only the (slight) non-linearity of tanh.
@@ -318,7 +319,9 @@ def _synthesize(c: SyntheticSurveyConfig, *, fault_labels: bool = True) -> _Part
         np.random.default_rng(s) for s in np.random.SeedSequence(c.seed).spawn(4)
     )
     wavelet = ricker(c.wavelet_peak_hz, c.dt_ms, c.wavelet_phase_deg)
-    half = wavelet.size // 2
+    # The model is built over the output plus a margin in time; a margin that followed the wavelet's length
+    # would resize the flat grid and so redraw the geology: another wavelet would image another geology.
+    half = max(wavelet.size // 2, math.ceil(GEOLOGY_MARGIN_MS / c.dt_ms))
     fold, faults = _draw_fold(c, fold_rng), _draw_faults(c, fault_rng)
     # Source point of every output sample, then the flat grid that just covers them all (plus a margin).
     coords = _coordinates(c, fold, faults, half)

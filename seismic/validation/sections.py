@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import TypeAdapter, ValidationError
 
 from seismic.config import DataSchema, EnvSchema, PathsSchema, PublishSchema, RegistrySchema
+from seismic.data.acquisition import AcquisitionRanges, Augmentation
 from seismic.data.windows import NORMALISATION_DEFAULTS, SAMPLING_DEFAULTS, SplitSpec, WindowSpec
 from seismic.validation import uris
 
@@ -238,13 +239,23 @@ def data(
         number(section["normalisation"]["clip_sigma"], "data.normalisation.clip_sigma", problem, low=0.0)
     number(section["batch_size"], "data.batch_size", problem, low=1, integer=True)
     number(section["num_workers"], "data.num_workers", problem, low=0, integer=True)
+    library("data.augment", problem, lambda: Augmentation.from_mapping(dict(section["augment"])))
+    ranges = library(
+        "data.acquisition", problem, lambda: AcquisitionRanges.from_mapping(dict(section["acquisition"]))
+    )
+    if ranges is not None and ranges.active and section["source"] != "synthetic":
+        problem("data.acquisition", "acquisition ranges apply to synthetic surveys only; use data.augment")
     if section["source"] == "synthetic":
         if section.get("survey") is None:
             problem("data.survey", "data.source is synthetic: the survey generator's settings are needed")
         else:
             from seismic.data.sources import survey_configs
 
-            library("data.survey", problem, lambda: survey_configs(dict(section["survey"])))
+            library(
+                "data.survey",
+                problem,
+                lambda: survey_configs(dict(section["survey"]), dict(section["acquisition"])),
+            )
     elif section["source"] == "segy":
         segy = section.get("segy") or {}
         if reason := uris.path_problem(segy.get("path")):
