@@ -14,18 +14,30 @@ classifier) on the handcrafted features of ``seismic.features`` of the same trai
 of ``--baseline-windows``), evaluated on the same held-out windows. The publish step (export, registry) is
 off. Prints a table and writes JSON.
 
+<<<<<<< HEAD
 ``--grid`` also scores each CNN on the held-out survey imaged with other acquisitions, one parameter at a time
 (wavelet peak frequency, phase, signal-to-noise ratio, amplitude gain; :data:`GRID`): the same geology and the
 same window centres (the generator's geology does not depend on the acquisition), so only the acquisition
 differs. Each point says whether it lies inside the ranges the experiment trained over (``data.acquisition``,
 ``data.augment.gain``; the nominal value alone when there are none).
 
+=======
+>>>>>>> seg
 Every model, window classifiers and segmentation nets alike (``--experiments unet2d_default``), is also scored
 densely on the same samples: every sample of the held-out survey's test inline block (the configured
 split's ``test`` block, contacts included), with the F3 facies benchmark's PA, MCA, mIoU and FWIU
 (``seismic.tasks.dense_scores``). A classifier labels each sample by its own window; a segmentation net each
 inline section by blended tiles (``seismic.pipeline.train.predict_section_dense``, as batch scoring does).
 Segmentation nets' window scores read their dense labels at the window centres.
+<<<<<<< HEAD
+=======
+
+``--grid`` also scores each CNN on the held-out survey imaged with other acquisitions, one parameter at a time
+(wavelet peak frequency, phase, signal-to-noise ratio, amplitude gain; :data:`GRID`): the same geology and the
+same window centres (the generator's geology does not depend on the acquisition), so only the acquisition
+differs. Each point says whether it lies inside the ranges the experiment trained over (``data.acquisition``,
+``data.augment.gain``; the nominal value alone when there are none).
+>>>>>>> seg
 """
 
 from __future__ import annotations
@@ -195,11 +207,16 @@ def acquisition_grid(cfg, task, norm: Normalisation, spec: WindowSpec, args) -> 
 
 @torch.no_grad()
 def predict(task: FaciesClassificationTask, windows: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """Class at each window's centre; a segmentation net's dense logits are read at the centre sample (one
+    tile per window, no blending: the acquisition grid's quick look, not the test-inline score)."""
     net = task.net.eval()
-    out = [
-        net(torch.from_numpy(windows[s : s + batch]))[0].argmax(1).numpy()
-        for s in range(0, len(windows), batch)
-    ]
+    step = 32 if isinstance(task, FaciesSegmentationTask) else batch  # a tile is thousands of samples
+    out = []
+    for s in range(0, len(windows), step):
+        logits = net(torch.from_numpy(windows[s : s + step]))[0]
+        if logits.dim() > 2:
+            logits = logits[(slice(None), slice(None), *(n // 2 for n in logits.shape[2:]))]
+        out.append(logits.argmax(1).numpy())
     return np.concatenate(out)
 
 

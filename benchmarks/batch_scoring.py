@@ -38,7 +38,7 @@ BATCH = 1024
 LENGTH = 64
 # (name, architecture, net kwargs, cube shape) for the rate runs; the default net is ~15x slower per window
 # (name, architecture, net kwargs, window (length, width), cube shape): one cube for the four architectures
-SAME_CUBE = (8, 96, 256)
+SAME_CUBE = (24, 96, 256)  # 0.6 M samples: the fixed costs of a run (open, write) weigh little
 RATE_RUNS = [
     ("cnn1d_default", "cnn1d", {}, (LENGTH, 1), SAME_CUBE),
     ("cnn2d_default", "cnn2d", {}, (LENGTH, 32), SAME_CUBE),

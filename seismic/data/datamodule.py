@@ -54,11 +54,11 @@ class WindowDataset(Dataset):
         centres: tuple[np.ndarray, np.ndarray, np.ndarray],
         spec: WindowSpec,
         normalisation: Normalisation,
+        augmentation: Augmentation | None = None,
+        seed: int | Sequence[int] = 0,
         *,
         dense: bool = False,
         cross: np.ndarray | None = None,
-        augmentation: Augmentation | None = None,
-        seed: int | Sequence[int] = 0,
     ) -> None:
         self.parts = [(Path(folder), (int(lo), int(hi))) for folder, (lo, hi) in parts]
         self.part = np.asarray(part, dtype=np.int64)
@@ -67,15 +67,15 @@ class WindowDataset(Dataset):
             raise ValueError("WindowDataset: part and centre arrays differ in length")
         self.spec = spec
         self.normalisation = normalisation
-        self.augmentation = augmentation or Augmentation()
-        self.seed = [int(seed)] if isinstance(seed, Integral) else [int(s) for s in seed]
-        self._rng: np.random.Generator | None = None
         self.dense = bool(dense)
         self.cross = None if cross is None or not np.any(cross) else np.asarray(cross, dtype=bool)
         if self.cross is not None and (spec.width == 1 or len(self.cross) != len(self.il)):
             raise ValueError("WindowDataset: cross-axis windows need 2D windows and one flag per window")
         other = "crossline" if spec.axis == "inline" else "inline"
         self.cross_spec = WindowSpec(spec.length, spec.width, other, spec.pad_mode)
+        self.augmentation = augmentation or Augmentation()
+        self.seed = [int(seed)] if isinstance(seed, Integral) else [int(s) for s in seed]
+        self._rng: np.random.Generator | None = None
         self._surveys: dict[int, Survey] = {}
 
     def __len__(self) -> int:
@@ -267,10 +267,10 @@ class SeismicDataModule(L.LightningDataModule):
             tuple(np.concatenate([c[axis] for c in centres]) for axis in range(3)),
             self.window,
             self.normalisation,
-            dense=self.dense,
-            cross=cross,
             augmentation=self.augmentation if name == "train" else None,
             seed=epoch_seed(int(self.sampling["seed"]), epoch) if name == "train" else 0,
+            dense=self.dense,
+            cross=cross,
         )
 
     @property
