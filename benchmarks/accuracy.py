@@ -14,30 +14,18 @@ classifier) on the handcrafted features of ``seismic.features`` of the same trai
 of ``--baseline-windows``), evaluated on the same held-out windows. The publish step (export, registry) is
 off. Prints a table and writes JSON.
 
-<<<<<<< HEAD
-``--grid`` also scores each CNN on the held-out survey imaged with other acquisitions, one parameter at a time
-(wavelet peak frequency, phase, signal-to-noise ratio, amplitude gain; :data:`GRID`): the same geology and the
-same window centres (the generator's geology does not depend on the acquisition), so only the acquisition
-differs. Each point says whether it lies inside the ranges the experiment trained over (``data.acquisition``,
-``data.augment.gain``; the nominal value alone when there are none).
-
-=======
->>>>>>> seg
 Every model, window classifiers and segmentation nets alike (``--experiments unet2d_default``), is also scored
 densely on the same samples: every sample of the held-out survey's test inline block (the configured
 split's ``test`` block, contacts included), with the F3 facies benchmark's PA, MCA, mIoU and FWIU
 (``seismic.tasks.dense_scores``). A classifier labels each sample by its own window; a segmentation net each
 inline section by blended tiles (``seismic.pipeline.train.predict_section_dense``, as batch scoring does).
 Segmentation nets' window scores read their dense labels at the window centres.
-<<<<<<< HEAD
-=======
 
 ``--grid`` also scores each CNN on the held-out survey imaged with other acquisitions, one parameter at a time
 (wavelet peak frequency, phase, signal-to-noise ratio, amplitude gain; :data:`GRID`): the same geology and the
 same window centres (the generator's geology does not depend on the acquisition), so only the acquisition
 differs. Each point says whether it lies inside the ranges the experiment trained over (``data.acquisition``,
 ``data.augment.gain``; the nominal value alone when there are none).
->>>>>>> seg
 """
 
 from __future__ import annotations
@@ -176,7 +164,6 @@ def acquisition_grid(cfg, task, norm: Normalisation, spec: WindowSpec, args) -> 
     options = OmegaConf.to_container(cfg.data.survey, resolve=True)
     options.pop("seed")
     ranges = trained_ranges(cfg)
-    class_names = list(task.hparams.class_names)
     rows = []
     for name, values in GRID.items():
         for value in values:
@@ -198,7 +185,9 @@ def acquisition_grid(cfg, task, norm: Normalisation, spec: WindowSpec, args) -> 
                     "parameter": name,
                     "value": value,
                     "inside_training_range": bool(low <= value <= high),
-                    "macro_f1": scores(y, centre_classes(task, norm.apply(x)), class_names)["macro_f1"],
+                    "macro_f1": scores(y, predict(task, norm.apply(x)), list(task.hparams.class_names))[
+                        "macro_f1"
+                    ],
                 }
             )
             print(f"  {name}={value:g}: macro-F1 {rows[-1]['macro_f1']:.4f}", flush=True)
@@ -218,14 +207,6 @@ def predict(task: FaciesClassificationTask, windows: np.ndarray, batch: int = 10
             logits = logits[(slice(None), slice(None), *(n // 2 for n in logits.shape[2:]))]
         out.append(logits.argmax(1).numpy())
     return np.concatenate(out)
-
-
-def centre_classes(task, windows: np.ndarray) -> np.ndarray:
-    """The class of each window's centre sample: a classifier's output, or a segmentation net's there."""
-    classes = predict(task, windows)
-    while classes.ndim > 1:  # [N, (W,) T] dense labels: keep the centre of each trailing axis
-        classes = classes[..., classes.shape[-1] // 2]
-    return classes
 
 
 def training_windows(dm: SeismicDataModule, cap: int) -> tuple[np.ndarray, np.ndarray]:
@@ -383,6 +364,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import record
-
-    record.run(main, "accuracy", title="Accuracy of the default recipes")
+    main()
