@@ -138,7 +138,6 @@ def test_soak_mixed_protocols_with_reloads(model_dirs, tmp_path):
         "inference_log.flush_seconds=1",
         "reload.poll_interval_s=0",
         "shutdown.drain_s=0",
-        "log_level=warning",
     )
     try:
         sources = [str(model_dirs["cnn1d_other"]), str(model_dirs["cnn1d"])]
