@@ -104,6 +104,7 @@ def main(cfg: DictConfig) -> None:
                 intra_op_threads=s.runtime.intra_op_threads,
                 inter_op_threads=s.runtime.inter_op_threads,
                 tracking_uri=s.model.tracking_uri,
+                spin_wait=s.runtime.spin_wait,
             )
             with contextlib.ExitStack() as stack:
                 if s.log.enabled:

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seismic.data.windows import WindowSpec, extract_windows, valid_centre_ranges, window_trace_indices
+from seismic.inference.tiling import summarise_tiles
 from seismic.io.atomic import atomic_file
 from seismic.io.segy import SegyFile
 from seismic.io.segy_like import SegyLikeWriter
@@ -441,8 +442,10 @@ def score_segy(
                 len(windows) if not model.dense else int(np.prod(windows.shape[:1] + windows.shape[2:]))
             )
             if log_writer is not None:
+                # a segmentation model logs one row per tile: its majority class and mean probabilities
+                rows = summarise_tiles(out["probabilities"]) if model.dense else out
                 log_writer.log(
-                    f"batch-{job}-il{start}", model.version, windows, out["class"], out["probabilities"],
+                    f"batch-{job}-il{start}", model.version, windows, rows["class"], rows["probabilities"],
                     out["embedding"], seconds,
                 )  # fmt: skip
 

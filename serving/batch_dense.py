@@ -9,9 +9,9 @@ batch compositions, ~1e-6). Crossline sections (a model trained along crosslines
 inline and crossline passes averaged) span inlines: their tiles lie on the volume's global grid and a chunk
 reads the inlines those reaching into it need, so they stay chunk-independent too.
 
-The inference log gets one row per tile: the raw tile, its majority class, its probabilities averaged over
-its samples (:func:`seismic.inference.tiling.summarise_tiles`) and its embedding, as the
-reference profile holds it.
+The inference log (:func:`serving.batch.score_segy`) gets one row per tile: the raw tile, its majority class,
+its probabilities averaged over its samples (:func:`seismic.inference.tiling.summarise_tiles`) and its
+embedding, as the reference profile holds it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from seismic.data.windows import WindowSpec
-from seismic.inference.tiling import blend_sections, summarise_tiles, tile_starts
+from seismic.inference.tiling import blend_sections, class_argmax, tile_starts
 from seismic.io.segy import SegyFile
 from serving.runtime import LoadedModel
 
@@ -94,23 +94,23 @@ def score_chunk_dense(
     ``passes`` (:func:`passes_for`): inline sections are scored from the chunk's own inlines; crossline
     sections from the chunk plus the inlines their tiles reach (:func:`crossline_halo`), on the global tile
     grid, so both stay chunk-independent. ``on_batch(raw_tiles, outputs, start, seconds)`` as
-    :func:`serving.batch.iter_scores`'s, with one ``outputs`` row per tile
-    (:func:`~seismic.inference.tiling.summarise_tiles` plus ``embedding``).
+    :func:`serving.batch.iter_scores`'s, with the tiles' dense ``probabilities`` and their ``embedding``
+    (:func:`~seismic.inference.tiling.summarise_tiles` makes log rows of them, when a log wants them).
     """
     directions = passes_for(spec, passes)
     overlap = model.default_overlap if overlap is None else float(overlap)
     shape = tuple(int(n) for n in volume.shape)
-    clock = {"seconds": 0.0}
+    seconds: list[float] = []  # per onnxruntime call, in call order (blending consumes them in that order)
 
     def run(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         began = time.perf_counter()
-        out = model.run(tiles)
-        clock["seconds"] = time.perf_counter() - began
-        return out["probabilities"], out["embedding"]
+        probabilities, embedding = model.outputs(tiles, ("probabilities", "embedding"))
+        seconds.append(time.perf_counter() - began)
+        return probabilities, embedding
 
     def logged(raw: np.ndarray, probabilities: np.ndarray, embedding: np.ndarray, where: list) -> None:
-        rows = {**summarise_tiles(probabilities), "embedding": embedding}
-        on_batch(raw[:, None], rows, start, clock["seconds"])
+        outputs = {"probabilities": probabilities, "embedding": embedding}
+        on_batch(raw[:, None], outputs, start, seconds.pop(0))
 
     options = {
         "overlap": overlap,
@@ -118,26 +118,27 @@ def score_chunk_dense(
         "batch_size": tiles_per_call(spec, batch_size),
         "normalise": model.normalise,
         "on_batch": logged if on_batch is not None else None,
+        "prefetch": True,
     }
     k, n_xl, n_t = stop - start, shape[1], shape[2]
-    total = np.zeros((k, len(model.class_names), n_xl, n_t), dtype=np.float32)
+    blends = []
     for direction in directions:
         if spec.width == 1:  # every trace is a section of its own
             data = _read(volume, start, stop)
             probabilities = blend_sections(data.reshape(k * n_xl, n_t), run, (spec.length,), **options)
-            total += probabilities.reshape(k, n_xl, -1, n_t).transpose(0, 2, 1, 3)
+            blended = probabilities.reshape(k, n_xl, -1, n_t).transpose(0, 2, 1, 3)
         elif direction == "inline":
-            total += blend_sections(_read(volume, start, stop), run, (spec.width, spec.length), **options)
+            blended = blend_sections(_read(volume, start, stop), run, (spec.width, spec.length), **options)
         else:  # crossline sections [n_xl, inlines, n_t] across the chunk and its halo
             lo, hi, starts = crossline_halo(shape[0], spec.width, overlap, start, stop)
             sections = _read(volume, lo, hi).transpose(1, 0, 2)
             blended = blend_sections(
                 sections, run, (spec.width, spec.length), axis_starts=[starts, None], **options
-            )
-            total += blended[:, :, start - lo : stop - lo].transpose(2, 1, 0, 3)
-    if len(directions) > 1:
-        total /= len(directions)
-    return total.argmax(axis=1).astype(np.int16), total.max(axis=1)
+            )[:, :, start - lo : stop - lo].transpose(2, 1, 0, 3)
+        blends.append(blended)
+    total = blends[0] if len(blends) == 1 else sum(blends[1:], blends[0]) / len(blends)
+    classes, top = class_argmax(total)
+    return classes.astype(np.int16), top
 
 
 def dense_chunk_inlines(

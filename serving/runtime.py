@@ -208,6 +208,12 @@ class LoadedModel:
         result["class"] = result["probabilities"].argmax(axis=1).astype(np.int64)
         return result
 
+    def outputs(self, windows: np.ndarray, names: Sequence[str]) -> list[np.ndarray]:
+        """Only the graph outputs ``names`` on checked, normalised float32 windows (no derived ``class``:
+        blended scoring takes probabilities, whose per-sample argmax would cost as much as a third of the
+        graph's time for a segmentation net)."""
+        return self.session.run(list(names), {INPUT_NAME: windows})
+
     def predict(self, windows: np.ndarray, normalised: bool = False) -> dict[str, np.ndarray]:
         """Check, normalise (unless ``normalised``) and run: keys logits, probabilities, embedding, class."""
         arr = self.check(windows)

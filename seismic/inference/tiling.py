@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TilePlan", "blend_sections", "gaussian_weights", "summarise_tiles", "tile_starts"]
+__all__ = ["TilePlan", "blend_sections", "class_argmax", "gaussian_weights", "summarise_tiles", "tile_starts"]
 
 SIGMA_SCALE = 0.125  # MONAI's default
 WEIGHT_FLOOR = 1e-3
@@ -144,6 +145,7 @@ def blend_sections(
     on_batch: Callable[[np.ndarray, np.ndarray, np.ndarray, list], None] | None = None,
     sigma_scale: float = SIGMA_SCALE,
     axis_starts: Sequence[Sequence[int] | None] | None = None,
+    prefetch: bool = False,
 ) -> np.ndarray:
     """Blended class probabilities ``[k, C, *spatial]`` (float32) of ``sections [k, *spatial]``.
 
@@ -152,7 +154,9 @@ def blend_sections(
     takes) is applied to each batch of tiles cut from the raw sections. ``on_batch(raw_tiles, probabilities,
     embedding, where)`` is called after every batch (inference log, progress); ``where`` lists
     ``(section, tile start)``. ``axis_starts``: explicit tile starts per tiled axis (``None`` for the regular
-    grid of an axis); positions no tile covers are NaN.
+    grid of an axis); positions no tile covers are NaN. ``prefetch``: call ``run`` in a worker thread, one
+    batch ahead of the blending (``run`` must then not rely on the caller's thread state, such as torch's
+    ``no_grad``); the result is the same.
     """
     sections = np.asarray(sections)
     tile = tuple(int(t) for t in tile)
@@ -170,25 +174,64 @@ def blend_sections(
     padded = _pad(sections, plan)
     weights = plan.weights
     acc = np.zeros((len(sections), num_classes, *plan.padded), dtype=np.float32)
-    for batch in iter_tiles(len(sections), plan, batch_size):
+
+    def cut(batch: list) -> tuple[np.ndarray, np.ndarray]:
         raw = np.stack([padded[(i, *plan._region(start))] for i, start in batch]).astype(
             np.float32, copy=False
         )
         tiles = (normalise(raw) if normalise is not None else raw)[:, None]
-        probabilities, embedding = run(np.ascontiguousarray(tiles, dtype=np.float32))
+        return raw, np.ascontiguousarray(tiles, dtype=np.float32)
+
+    def add(batch: list, raw: np.ndarray, outputs: tuple[np.ndarray, np.ndarray]) -> None:
+        probabilities, embedding = outputs
         if probabilities.shape[:2] != (len(batch), num_classes) or probabilities.shape[2:] != tile:
             raise ValueError(
                 f"the model returned probabilities of shape {list(probabilities.shape)} for {len(batch)} "
                 f"tiles {list(tile)}; expected [{len(batch)}, {num_classes}, {', '.join(map(str, tile))}]"
             )
+        weighted = probabilities * weights  # one vectorised pass for the batch, then a sum per tile
         for j, (i, start) in enumerate(batch):
-            acc[(i, slice(None), *plan._region(start))] += probabilities[j] * weights
+            acc[(i, slice(None), *plan._region(start))] += weighted[j]
         if on_batch is not None:
             on_batch(raw, probabilities, embedding, batch)
+
+    if prefetch:
+        # the next batch runs in a worker thread (onnxruntime and torch release the GIL) while this thread
+        # adds up the previous one and cuts the one after: at ~1 M samples/s the numpy work around the net
+        # is a quarter of the time, and it no longer waits for the net nor the net for it
+        with ThreadPoolExecutor(1, thread_name_prefix="blend") as pool:
+            pending = None
+            for batch in iter_tiles(len(sections), plan, batch_size):
+                raw, tiles = cut(batch)
+                running = (batch, raw, pool.submit(run, tiles))
+                if pending is not None:
+                    add(pending[0], pending[1], pending[2].result())
+                pending = running
+            if pending is not None:
+                add(pending[0], pending[1], pending[2].result())
+    else:
+        for batch in iter_tiles(len(sections), plan, batch_size):
+            raw, tiles = cut(batch)
+            add(batch, raw, run(tiles))
     with np.errstate(invalid="ignore", divide="ignore"):
         acc /= plan.weight_sum()
     crop = (slice(None), slice(None), *(slice(0, n) for n in plan.shape))
     return acc[crop]
+
+
+def class_argmax(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(argmax, max)`` over axis 1 (the classes) of ``probabilities [N, C, ...]``, ties to the first class.
+
+    One pass per class over contiguous planes: numpy's ``argmax(axis=1)`` walks the class axis with a
+    stride and took 2.5x as long on blended volumes (6 classes), a tenth of a segmentation net's scoring.
+    """
+    p = np.asarray(probabilities)
+    top = p[:, 0].copy()
+    classes = np.zeros(top.shape, dtype=np.int64)
+    for c in range(1, p.shape[1]):
+        np.copyto(classes, c, where=p[:, c] > top)
+        np.maximum(top, p[:, c], out=top)
+    return classes, top
 
 
 def summarise_tiles(probabilities: np.ndarray) -> dict[str, np.ndarray]:
@@ -198,11 +241,11 @@ def summarise_tiles(probabilities: np.ndarray) -> dict[str, np.ndarray]:
     ``mean_max_probability`` [N]."""
     n, c = probabilities.shape[:2]
     flat = np.asarray(probabilities).reshape(n, c, -1)
-    labels = flat.argmax(axis=1)
+    labels, top = class_argmax(flat)
     shares = np.stack([(labels == k).mean(axis=1) for k in range(c)], axis=1)
     return {
         "class": shares.argmax(axis=1).astype(np.int64),
         "probabilities": flat.mean(axis=2, dtype=np.float64).astype(np.float32),
         "class_shares": shares.astype(np.float32),
-        "mean_max_probability": flat.max(axis=1).mean(axis=1).astype(np.float32),
+        "mean_max_probability": top.mean(axis=1).astype(np.float32),
     }
