@@ -446,7 +446,8 @@ def score_segy(
                 rows = summarise_tiles(out["probabilities"]) if model.dense else out
                 log_writer.log(
                     f"batch-{job}-il{start}", model.version, windows, rows["class"], rows["probabilities"],
-                    out["embedding"], seconds,
+                    out["embedding"], seconds, class_shares=rows.get("class_shares"),
+                    mean_max_probability=rows.get("mean_max_probability"),
                 )  # fmt: skip
 
         scored = iter_scores(

@@ -180,14 +180,31 @@ class InferenceLogWriter:
         probabilities: np.ndarray,
         embeddings: np.ndarray,
         latency_s: float,
+        *,
+        class_shares: np.ndarray | None = None,
+        mean_max_probability: np.ndarray | None = None,
     ) -> None:
-        """Enqueue one request's windows (``[N, 1, (W,) T]`` raw) and outputs; returns at once."""
+        """Enqueue one request's windows (``[N, 1, (W,) T]`` raw) and outputs; returns at once.
+
+        A segmentation model's rows are tiles: ``classes`` their majority class, ``probabilities`` their
+        samples' mean, and ``class_shares`` ``[N, C]`` / ``mean_max_probability`` ``[N]``
+        (:func:`seismic.inference.tiling.summarise_tiles`) what the samples were given.
+        """
         micros = time.time_ns() // 1000
         n = len(windows)
         if not n == len(classes) == len(probabilities) == len(embeddings):
             raise ValueError(
                 f"inference log: {n} windows but {len(classes)} classes, {len(probabilities)} probability "
                 f"rows and {len(embeddings)} embeddings"
+            )
+        if (class_shares is None) != (mean_max_probability is None):
+            raise ValueError(
+                "inference log: class_shares and mean_max_probability come together (a dense model's tiles)"
+            )
+        if class_shares is not None and not n == len(class_shares) == len(mean_max_probability):
+            raise ValueError(
+                f"inference log: {n} tiles but {len(class_shares)} class-share rows and "
+                f"{len(mean_max_probability)} mean max probabilities"
             )
         with self._lock:
             if self.sample_fraction >= 1.0:
@@ -222,6 +239,10 @@ class InferenceLogWriter:
                 np.asarray(probabilities, dtype=np.float32)[keep],
                 np.asarray(embeddings, dtype=np.float32)[keep],
                 float(latency_s),
+                None if class_shares is None else np.asarray(class_shares, dtype=np.float32)[keep],
+                None
+                if mean_max_probability is None
+                else np.asarray(mean_max_probability, dtype=np.float32)[keep],
             )
         )
 

@@ -36,6 +36,9 @@ class LogItem:
     probabilities: np.ndarray
     embeddings: np.ndarray
     latency_s: float
+    # segmentation models' tiles: [N, C] share of samples per class and [N] mean winning probability
+    class_shares: np.ndarray | None = None
+    mean_max_probability: np.ndarray | None = None
 
 
 def partition_tables(items: Sequence[LogItem], dt_ms: float) -> tuple[list[tuple[str, str, pa.Table]], int]:
@@ -50,12 +53,12 @@ def partition_tables(items: Sequence[LogItem], dt_ms: float) -> tuple[list[tuple
         try:
             out.append((date, hour, tabulate(group, dt_ms)))
             continue
-        except (ValueError, TypeError, pa.ArrowException):
+        except (ValueError, TypeError, IndexError, pa.ArrowException):
             pass  # some request's outputs are malformed (log() checks lengths only): find it below
         for item in group:
             try:
                 out.append((date, hour, tabulate([item], dt_ms)))
-            except (ValueError, TypeError, pa.ArrowException):
+            except (ValueError, TypeError, IndexError, pa.ArrowException):
                 # lose this request only, keep the writer thread alive
                 n = len(item.index)
                 logger.exception(
@@ -90,6 +93,18 @@ def tabulate(group: Sequence[LogItem], dt_ms: float) -> pa.Table:
     columns["predicted_class"] = np.concatenate([i.classes for i in group]).astype(np.int32)
     columns["max_probability"] = probs.max(axis=1)
     columns["probabilities"] = pa.FixedSizeListArray.from_arrays(probs.ravel(), probs.shape[1])
+    # a window classifier labels one sample: its shares are the one-hot of its class, its mean max the max
+    n_classes = probs.shape[1]
+    shares, mean_max = [], []
+    for item in group:
+        given = item.class_shares is not None and item.mean_max_probability is not None
+        one_hot = np.eye(n_classes, dtype=np.float32)[np.asarray(item.classes, dtype=np.int64)]
+        shares.append(item.class_shares if given else one_hot)
+        mean_max.append(item.mean_max_probability if given else item.probabilities.max(axis=1))
+    columns["class_shares"] = pa.FixedSizeListArray.from_arrays(
+        pa.array(np.concatenate(shares).ravel(), pa.float32()), n_classes
+    )
+    columns["mean_max_probability"] = np.concatenate(mean_max).astype(np.float32)
     columns["embedding"] = pa.FixedSizeListArray.from_arrays(emb.ravel(), emb.shape[1])
     columns["latency_s"] = per_row([i.latency_s for i in group], np.float64)
     schema = log_schema(probs.shape[1], emb.shape[1])

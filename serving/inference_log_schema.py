@@ -1,6 +1,6 @@
 """The inference log's schema, and its reader for the monitoring job (pyarrow only).
 
-Schema (:data:`LOG_SCHEMA_VERSION` 2; also in each file's Parquet metadata as
+Schema (:data:`LOG_SCHEMA_VERSION` 3; also in each file's Parquet metadata as
 ``seismic.inference_log``):
 
 =====================  ===============================  ===================================================
@@ -19,6 +19,13 @@ one per feature        float64, null without features   :data:`seismic.features.
 ``predicted_class``    int32                            class id (argmax of the probabilities)
 ``max_probability``    float32                          the winning class's probability
 ``probabilities``      fixed_size_list<float32>[C]      the softmax vector, in the model's class order
+``class_shares``       fixed_size_list<float32>[C]      the share of the labelled samples given each class:
+                                                        a segmentation model's tile (``predicted_class`` is
+                                                        its majority, ``probabilities`` its samples' mean);
+                                                        a window classifier labels one sample, the one-hot
+                                                        of ``predicted_class``; null in files before version 3
+``mean_max_probability`` float32                        the samples' winning probability, averaged (a window
+                                                        classifier: ``max_probability``); null before v3
 ``embedding``          fixed_size_list<float32>[D]      the model's embedding
 ``latency_s``          float64                          the request's model latency, seconds
 =====================  ===============================  ===================================================
@@ -44,7 +51,7 @@ from seismic.features import FEATURE_NAMES
 
 __all__ = ["LOG_SCHEMA_VERSION", "PARTITIONING", "log_schema", "read_inference_log"]
 
-LOG_SCHEMA_VERSION = 2  # 2 added has_features (features of a sample of rows only)
+LOG_SCHEMA_VERSION = 3  # 2 added has_features (features of a sample of rows only); 3 the dense tile columns
 _METADATA_KEY = b"seismic.inference_log"
 PARTITIONING = pa.schema([("date", pa.string()), ("hour", pa.int32())])
 
@@ -66,6 +73,8 @@ def log_schema(n_classes: int | None = None, embedding_dim: int | None = None) -
             ("predicted_class", pa.int32()),
             ("max_probability", pa.float32()),
             ("probabilities", vector(n_classes)),
+            ("class_shares", vector(n_classes)),
+            ("mean_max_probability", pa.float32()),
             ("embedding", vector(embedding_dim)),
             ("latency_s", pa.float64()),
         ],

@@ -136,6 +136,8 @@ class Service:
                 rows["probabilities"],
                 outputs["embedding"],
                 latency,
+                class_shares=rows.get("class_shares"),
+                mean_max_probability=rows.get("mean_max_probability"),
             )
         return Result(model, outputs, request_id)
 

@@ -102,6 +102,12 @@ def test_segy_outputs_summary_and_one_log_row_per_tile(models, volume, tmp_path)
     assert table.num_rows == writer.stats.rows_written == SHAPE[0] * 2 * 3
     probabilities = np.stack(table.column("probabilities").to_numpy(zero_copy_only=False))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    shares = np.stack(table.column("class_shares").to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(table.column("predicted_class").to_numpy(), shares.argmax(axis=1))
+    mean_max = table.column("mean_max_probability").to_numpy()
+    # a sample's winning probability is at least its mean probability of any class
+    assert (mean_max >= probabilities.max(axis=1) - 1e-6).all() and (mean_max <= 1 + 1e-6).all()
 
 
 @pytest.mark.parametrize(("name", "passes"), [("unet2d_crossline", None), ("unet2d", "both")])

@@ -50,6 +50,17 @@ def test_predict_answers_dense_arrays_for_any_legal_tile(dense):
     assert table is not None and table.num_rows == 6  # one row per tile, not per sample
     rows = np.stack(table.column("probabilities").to_numpy(zero_copy_only=False))
     np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-5)
+    # what the tiles' samples were given: their class shares, the majority as predicted_class
+    table = table.sort_by([("timestamp", "ascending"), ("window_index", "ascending")])  # request order
+    shares = np.stack(table.column("class_shares").to_numpy(zero_copy_only=False))
+    sent = [model.predict(amplitudes(3, s, seed=len(s)))["class"] for s in ((1, 8, 16), (1, 12, 32))]
+    want = np.concatenate(
+        [np.stack([(c.reshape(3, -1) == k).mean(axis=1) for k in range(rows.shape[1])], 1) for c in sent]
+    )
+    np.testing.assert_allclose(shares, want, atol=1e-6)
+    assert (table.column("predicted_class").to_numpy() == shares.argmax(axis=1)).all()
+    mean_max = table.column("mean_max_probability").to_numpy()
+    assert ((mean_max >= 1 / rows.shape[1] - 1e-6) & (mean_max <= 1 + 1e-6)).all()
 
 
 def test_bad_tile_size_is_a_422_naming_the_multiple(dense):

@@ -262,6 +262,40 @@ def test_version_1_files_read_as_rows_with_features(tmp_path):
     assert pa.compute.all(pa.compute.is_valid(table.column(FEATURE_NAMES[0]))).as_py()
 
 
+def test_window_classifier_rows_label_one_sample_and_version_2_files_read_as_null(tmp_path):
+    import pyarrow.parquet as pq
+
+    r = request(4)
+    with InferenceLogWriter(tmp_path, dt_ms=DT_MS) as writer:
+        log(writer, "a", r)
+    (path,) = tmp_path.rglob("*.parquet")
+    table = read_inference_log(tmp_path).sort_by("window_index")
+    shares = np.stack(table.column("class_shares").to_numpy(zero_copy_only=False))
+    np.testing.assert_array_equal(shares, np.eye(4)[r["classes"]])
+    np.testing.assert_array_equal(table.column("mean_max_probability").to_numpy(), r["probabilities"].max(1))
+    old = pq.read_table(path).drop_columns(["class_shares", "mean_max_probability"])
+    pq.write_table(old.replace_schema_metadata({b"seismic.inference_log": b"2"}), path)
+    again = read_inference_log(tmp_path)
+    assert again.num_rows == 4 and again.column("class_shares").null_count == 4
+
+
+def test_tile_columns_come_together_and_one_per_tile(tmp_path):
+    with InferenceLogWriter(tmp_path, dt_ms=DT_MS) as writer:
+        r = request(3)
+        windows, classes, probabilities, embeddings = (
+            r[k] for k in ("windows", "classes", "probabilities", "embeddings")
+        )
+        with pytest.raises(ValueError, match="come together"):
+            writer.log(
+                "a", "1", windows, classes, probabilities, embeddings, 0.01, class_shares=probabilities
+            )
+        with pytest.raises(ValueError, match="3 tiles but 2 class-share rows"):
+            writer.log(
+                "a", "1", windows, classes, probabilities, embeddings, 0.01,
+                class_shares=probabilities[:2], mean_max_probability=probabilities.max(axis=1)[:2],
+            )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("option", "value"), [("feature_fraction", 1.5), ("feature_rate", 0.0), ("feature_rate", float("nan"))]
 )
