@@ -6,8 +6,9 @@ MODEL is a model folder or a ``models:/NAME@ALIAS`` URI (``make run`` leaves
 ``models:/seismic-facies@champion`` in ./mlflow.db); SURVEY.sgy needs its ``.labels.npy`` beside it
 (``scripts/make_survey.py`` writes one). The inline is the middle of the test block of the model's own split
 (its metadata), which training never read, unless ``--inline`` names a position. Every sample of it is
-classified through onnxruntime exactly as serving would (the model's window and normalisation), so the
-figure shows the exported model, not the checkpoint. Prints the pixel accuracy and where the PNG went; exit
+classified through onnxruntime exactly as batch scoring would (:func:`serving.batch.score_chunk`: the model's
+window and normalisation, blended tiles for a segmentation net), so the figure shows the exported model, not
+the checkpoint. Prints the pixel accuracy and where the PNG went; exit
 status 2 with one line on stderr when the model, the survey or its labels cannot be used.
 """
 
@@ -38,10 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from seismic.data.windows import SplitSpec, WindowSpec, extract_windows
+    from seismic.data.windows import SplitSpec
     from seismic.io.errors import SeismicIOError
     from seismic.io.segy import read_cube
     from seismic.pipeline.plots import section_figure
+    from serving.batch import score_chunk
     from serving.runtime import ModelLoadError, load_model
 
     try:
@@ -57,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"section_figure failed: {err}", file=sys.stderr)
         return 2
     meta = model.metadata
-    spec = WindowSpec.from_mapping(meta["window"])
     split = SplitSpec.from_mapping(meta["split"]) if meta.get("split") else SplitSpec()
     lo, hi = split.blocks(volume.shape[0])["test"]
     position = (lo + hi) // 2 if args.inline is None else args.inline
@@ -70,15 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         block, local = volume[lo:hi], position - lo
     else:
         block, local = volume, position
-    n_xl, n_t = volume.shape[1:]
-    xl, t = (a.ravel() for a in np.meshgrid(np.arange(n_xl), np.arange(n_t), indexing="ij"))
-    il = np.full_like(xl, local)
-    predicted = np.empty(xl.size, dtype=np.int64)
-    for start in range(0, xl.size, args.batch):
-        s = slice(start, start + args.batch)
-        out = model.predict(extract_windows(block, il[s], xl[s], t[s], spec))
-        predicted[s] = out["probabilities"].argmax(axis=1)
-    predicted = predicted.reshape(n_xl, n_t)
+    # as batch scoring labels a cube: a window per sample for a window classifier, blended tiles for a
+    # segmentation net (whose tiles along crosslines span inlines: the block's, never the training blocks')
+    classes, _ = score_chunk(
+        model, np.asarray(block, dtype=np.float32), local, local + 1, batch_size=args.batch
+    )
+    predicted = classes[0].astype(np.int64)
     true = np.asarray(labels[position])
     title = (
         f"{model.name} v{model.version} ({meta.get('architecture', '?')}): inline {int(inlines[position])}"
