@@ -8,6 +8,7 @@ first: a ``np.memmap`` would otherwise be pickled whole into every DataLoader wo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from numbers import Integral
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from seismic.data.acquisition import AcquisitionRanges, Augmentation
 from seismic.data.sources import materialise_surveys
 from seismic.data.survey import Survey, read_survey_meta
+from seismic.data.synthetic import SyntheticSurveyConfig
 from seismic.data.windows import (
     NORMALISATION_DEFAULTS,
     SAMPLING_DEFAULTS,
@@ -59,6 +61,7 @@ class WindowDataset(Dataset):
         *,
         dense: bool = False,
         cross: np.ndarray | None = None,
+        dt_ms: float | None = None,
     ) -> None:
         self.parts = [(Path(folder), (int(lo), int(hi))) for folder, (lo, hi) in parts]
         self.part = np.asarray(part, dtype=np.int64)
@@ -74,6 +77,7 @@ class WindowDataset(Dataset):
         other = "crossline" if spec.axis == "inline" else "inline"
         self.cross_spec = WindowSpec(spec.length, spec.width, other, spec.pad_mode)
         self.augmentation = augmentation or Augmentation()
+        self.dt_ms = dt_ms  # the spectral augmentations' sample interval
         self.seed = [int(seed)] if isinstance(seed, Integral) else [int(s) for s in seed]
         self._rng: np.random.Generator | None = None
         self._surveys: dict[int, Survey] = {}
@@ -133,7 +137,7 @@ class WindowDataset(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """A whole batch at once: one vectorised gather instead of ``batch_size`` small ones."""
         windows, targets = self.dense_raw(indices) if self.dense else self.raw(indices)
-        windows = self.augmentation.apply(windows, self._augment_rng())
+        windows = self.augmentation.apply(windows, self._augment_rng(), self.dt_ms)
         return torch.from_numpy(self.normalisation.apply(windows)), torch.from_numpy(targets)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,7 +196,7 @@ class SeismicDataModule(L.LightningDataModule):
         self.normalisation_options = {**NORMALISATION_DEFAULTS, **dict(normalisation or {})}
         self.acquisition = dict(acquisition or {})
         AcquisitionRanges.from_mapping(self.acquisition)  # a bad range fails here, before any survey is built
-        self.augmentation = Augmentation.from_mapping(augment)
+        self.augmentation = self._augmentation(Augmentation.from_mapping(augment))
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
@@ -271,7 +275,36 @@ class SeismicDataModule(L.LightningDataModule):
             seed=epoch_seed(int(self.sampling["seed"]), epoch) if name == "train" else 0,
             dense=self.dense,
             cross=cross,
+            dt_ms=self._spectral_dt(surveys) if name == "train" else None,
         )
+
+    def _spectral_dt(self, surveys: list[Survey]) -> float | None:
+        if not self.augmentation.spectral:
+            return None
+        intervals = sorted({float(s.dt_ms) for s in surveys})
+        if len(intervals) > 1:
+            raise ValueError(
+                f"data.augment: re-imaging needs one sample interval; the training surveys have "
+                f"{intervals} ms"
+            )
+        return intervals[0]
+
+    def _augmentation(self, augmentation: Augmentation) -> Augmentation:
+        """``augmentation`` with the data's own wavelet peak filled in, or refused where it is unknown."""
+        if not augmentation.spectral or augmentation.source_peak_hz is not None:
+            return augmentation
+        if self.source != "synthetic":
+            raise ValueError(
+                "data.augment.source_peak_hz: re-imaging recorded data needs its dominant frequency (Hz); "
+                "set it (the peak of the amplitude spectrum)"
+            )
+        if augmentation.wavelet_peak_hz is not None and self.acquisition.get("wavelet_peak_hz") is not None:
+            raise ValueError(
+                "data.augment.wavelet_peak_hz re-images every window from one source peak, while "
+                "data.acquisition.wavelet_peak_hz draws a peak per survey: use one of the two"
+            )
+        peak = self.survey_options.get("wavelet_peak_hz", SyntheticSurveyConfig().wavelet_peak_hz)
+        return dataclasses.replace(augmentation, source_peak_hz=float(peak))
 
     @property
     def class_names(self) -> tuple[str, ...]:

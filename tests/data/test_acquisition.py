@@ -99,3 +99,62 @@ def test_only_training_windows_are_augmented(tmp_path):
         assert np.allclose(served.numpy(), plain, atol=1e-5) != augmented, name
     with pytest.raises(ValueError, match=r"data\.augment: unknown key"):
         SeismicDataModule(augment={"gian": [1, 2]})
+
+
+def _imaged(tmp_path, **acquisition) -> Survey:
+    """One geology (seed 5), imaged with the given wavelet, nearly noise-free so that images compare."""
+    survey = {**SMALL, "n_samples": 256, "seed": 5, "snr_db": 60.0, **acquisition}
+    (folder,) = materialise_surveys("synthetic", tmp_path / "cache", survey=survey)
+    return Survey.load(folder)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+@pytest.mark.parametrize(
+    ("augment", "imaged_with"),
+    [
+        ({"wavelet_peak_hz": [20.0, 20.0]}, {"wavelet_peak_hz": 20.0}),
+        ({"wavelet_peak_hz": [45.0, 45.0]}, {"wavelet_peak_hz": 45.0}),
+        ({"wavelet_phase_deg": [90.0, 90.0]}, {"wavelet_phase_deg": 90.0}),
+        ({"wavelet_phase_deg": [180.0, 180.0]}, {"wavelet_phase_deg": 180.0}),
+    ],
+)
+def test_reimaged_windows_look_like_the_geology_imaged_with_that_wavelet(tmp_path, augment, imaged_with):
+    nominal, other = _imaged(tmp_path), _imaged(tmp_path, **imaged_with)
+    windows = np.asarray(nominal.amplitudes[10:20, :, 64:192], dtype=np.float32).reshape(-1, 1, 128)
+    truth = np.asarray(other.amplitudes[10:20, :, 64:192], dtype=np.float32).reshape(-1, 1, 128)
+    reimaged = Augmentation.from_mapping({**augment, "source_peak_hz": 30.0}).apply(
+        windows.copy(), np.random.default_rng(0), nominal.dt_ms
+    )
+    core = slice(16, 112)  # the window's ends see a reflected continuation, not the survey's
+    assert _correlation(reimaged[..., core], truth[..., core]) > 0.9
+    # and it is a real change: the nominal image resembles the other one less
+    assert _correlation(windows[..., core], truth[..., core]) < _correlation(
+        reimaged[..., core], truth[..., core]
+    )
+    rms = np.sqrt(np.mean(reimaged[..., core] ** 2) / np.mean(truth[..., core] ** 2))
+    assert 0.8 < rms < 1.25  # the Ricker ratio carries the wavelet's amplitude change too
+
+
+def test_reimaging_draws_per_window_and_needs_what_it_cannot_know(tmp_path):
+    windows = np.random.default_rng(1).normal(size=(64, 1, 4, 64)).astype(np.float32)  # 2D tiles
+    aug = Augmentation.from_mapping({"wavelet_phase_deg": [-90, 90], "source_peak_hz": 30})
+    out = aug.apply(windows.copy(), np.random.default_rng(2), 4.0)
+    assert out.shape == windows.shape and out.dtype == np.float32
+    changes = [_correlation(out[i], windows[i]) for i in range(64)]
+    assert np.std(changes) > 0.1  # one rotation per window, not one per batch
+    with pytest.raises(ValueError, match="source_peak_hz"):
+        Augmentation.from_mapping({"wavelet_peak_hz": [20, 40]}).apply(
+            windows.copy(), np.random.default_rng(0), 4.0
+        )
+    with pytest.raises(ValueError, match=r"data\.augment\.source_peak_hz: must be > 0"):
+        Augmentation.from_mapping({"source_peak_hz": 0})
+    with pytest.raises(ValueError, match=r"data\.augment\.source_peak_hz: re-imaging recorded data"):
+        SeismicDataModule(source="segy", segy={"path": "x.sgy"}, augment={"wavelet_peak_hz": [20, 40]})
+    with pytest.raises(ValueError, match="use one of the two"):
+        SeismicDataModule(augment={"wavelet_peak_hz": [20, 40]}, acquisition={"wavelet_peak_hz": [20, 40]})
+    dm = SeismicDataModule(survey={"wavelet_peak_hz": 25.0}, augment={"wavelet_phase_deg": [0, 90]})
+    assert dm.augmentation.source_peak_hz == 25.0
