@@ -16,14 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# SEG-Y in, champion out: write the default survey as SEG-Y + labels, check it, train and test cnn1d on that
-# SEG-Y, log everything to ./mlflow.db, export it (ONNX + metadata + reference profile) and register it as the
+# SEG-Y in, champion out: write the default survey as SEG-Y + labels, check it, train and test the 2D U-Net
+# recipe (the best held-out quality inside the 10-minute budget: docs/segmentation.md) on that SEG-Y, log
+# everything to ./mlflow.db, export it (ONNX + metadata + reference profile) and register it as the
 # challenger, gate it against the champion on the same held-out windows (a refusal, exit 1, keeps the current
 # champion), and fail unless a champion exists at the end.
 RUN_DATA := data=segy data.segy.path=data/synthetic/survey.sgy
+RUN_RECIPE := experiment=unet2d_small
 run: $(STAMP)
 	$(BIN)/python scripts/make_survey.py
-	$(BIN)/python scripts/train.py $(RUN_DATA)
+	$(BIN)/python scripts/train.py $(RUN_DATA) $(RUN_RECIPE)
 	$(BIN)/python scripts/promote.py $(RUN_DATA) || [ $$? -eq 1 ]
 	$(BIN)/python scripts/promote.py action=status
 
