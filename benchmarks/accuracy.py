@@ -25,7 +25,7 @@ Segmentation nets' window scores read their dense labels at the window centres.
 (wavelet peak frequency, phase, signal-to-noise ratio, amplitude gain; :data:`GRID`): the same geology and the
 same window centres (the generator's geology does not depend on the acquisition), so only the acquisition
 differs. Each point says whether it lies inside the ranges the experiment trained over (``data.acquisition``,
-``data.augment.gain``; the nominal value alone when there are none).
+``data.augment``; the nominal value alone when there are none).
 """
 
 from __future__ import annotations
@@ -149,13 +149,16 @@ def trained_ranges(cfg) -> dict[str, tuple[float, float]]:
     """The acquisition range each grid parameter was trained over: the recipe's ranges, else its value."""
     survey = OmegaConf.to_container(cfg.data.survey, resolve=True)
     acquisition = OmegaConf.to_container(cfg.data.acquisition, resolve=True)
-    gain = OmegaConf.to_container(cfg.data.augment, resolve=True).get("gain")
+    augment = OmegaConf.to_container(cfg.data.augment, resolve=True)
     defaults = SyntheticSurveyConfig.from_mapping({k: v for k, v in survey.items() if k != "seed"})
     out = {}
     for name in ("wavelet_peak_hz", "wavelet_phase_deg", "snr_db"):
         nominal = getattr(defaults, name)
-        out[name] = tuple(acquisition.get(name) or (nominal, nominal))
-    out["gain"] = tuple(gain or (1.0, 1.0))
+        low, high = acquisition.get(name) or (nominal, nominal)
+        if augment.get(name):  # re-imaged on the fly (data.augment), around the surveys' own values
+            low, high = min(low, augment[name][0]), max(high, augment[name][1])
+        out[name] = (low, high)
+    out["gain"] = tuple(augment.get("gain") or (1.0, 1.0))
     return out
 
 
