@@ -367,4 +367,12 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import record
+
+    # one record per run: named after --json when given (runs of one recipe with other overrides differ)
+    picked = argparse.ArgumentParser(add_help=False)
+    picked.add_argument("--experiments", nargs="+", default=["cnn1d_default", "cnn2d_default"])
+    picked.add_argument("--json", type=Path)
+    known = picked.parse_known_args()[0]
+    name = known.json.stem.replace("_", "-") if known.json else "accuracy-" + "-".join(known.experiments)
+    record.run(main, name, title="Held-out accuracy: " + " ".join(sys.argv[1:]))
