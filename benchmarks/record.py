@@ -100,6 +100,15 @@ class _Tee(io.TextIOBase):
         self.stream.flush()
 
 
+def _interpreter() -> list[str]:
+    """How the command ran: the project's venv as ``.venv/bin/python``, another interpreter by its path (a
+    benchmark that needs packages the project cannot hold runs in a venv of its own), with PYTHONPATH."""
+    if Path(sys.executable).parent == ROOT / ".venv" / "bin":
+        return [".venv/bin/python"]
+    path = os.environ.get("PYTHONPATH")
+    return [*([f"PYTHONPATH={path}"] if path else []), sys.executable]
+
+
 def run(main: Callable[[], Any], name: str, *, title: str | None = None) -> None:
     """Run a benchmark's ``main`` and record what it printed; a failed run records nothing."""
     import time
@@ -113,7 +122,7 @@ def run(main: Callable[[], Any], name: str, *, title: str | None = None) -> None
     path = write_record(
         name,
         tee.buffer_.getvalue(),
-        command=shlex.join([".venv/bin/python", *sys.argv]),
+        command=shlex.join([*_interpreter(), *sys.argv]),
         title=title,
         seconds=time.perf_counter() - started,
     )
