@@ -84,6 +84,22 @@ def local_outputs(folder: Path, cube: Path, out: Path) -> Path:
     return out
 
 
+def ray_outputs(folder: Path, cube: Path, out: Path, **options):
+    """``score_segy_ray`` on the CPU with the same output names as :func:`local_outputs`."""
+    from serving.ray_batch import score_segy_ray
+
+    return score_segy_ray(
+        folder,
+        cube,
+        out / "classes.sgy",
+        probability_path=out / "maxprob.sgy",
+        summary_path=out / "summary.parquet",
+        providers=["CPUExecutionProvider"],
+        progress=False,
+        **options,
+    )
+
+
 def assert_same_outputs(got: Path, want: Path) -> None:
     for name in ("classes.sgy", "maxprob.sgy"):  # headers, geometry and every sample, byte for byte
         assert (got / name).read_bytes() == (want / name).read_bytes(), name
@@ -97,22 +113,10 @@ def assert_same_outputs(got: Path, want: Path) -> None:
 # trace-window model only adds time to the default run
 @pytest.mark.parametrize("name", ["cnn2d_crossline", pytest.param("cnn1d", marks=pytest.mark.slow)])
 def test_ray_engine_writes_what_the_single_machine_path_writes(ray_session, models, volume, tmp_path, name):
-    from serving.ray_batch import score_segy_ray
-
     want = local_outputs(models[name], volume, tmp_path / "local")
     got = tmp_path / "ray"
-    result = score_segy_ray(
-        models[name],
-        volume,
-        got / "classes.sgy",
-        probability_path=got / "maxprob.sgy",
-        summary_path=got / "summary.parquet",
-        chunk_inlines=2,  # 4 chunks over 2 actors, cut differently from the local run's 3 inlines
-        batch_size=50,
-        providers=["CPUExecutionProvider"],
-        actors=2,
-        progress=False,
-    )
+    # 4 chunks over 2 actors, cut differently from the local run's 3 inlines
+    result = ray_outputs(models[name], volume, got, chunk_inlines=2, batch_size=50, actors=2)
     assert_same_outputs(got, want)
     assert result.windows == int(np.prod(SHAPE)) and result.chunk_inlines == 2
     assert result.provider == "CPUExecutionProvider"
@@ -122,21 +126,10 @@ def test_ray_engine_blends_a_segmentation_net_as_the_single_machine_path(
     ray_session, models, volume, tmp_path
 ):
     from seismic.io.segy import open_segy
-    from serving.ray_batch import score_segy_ray
 
     want = local_outputs(models["unet2d_crossline"], volume, tmp_path / "local")
     got = tmp_path / "ray"
-    result = score_segy_ray(
-        models["unet2d_crossline"],
-        volume,
-        got / "classes.sgy",
-        probability_path=got / "maxprob.sgy",
-        summary_path=got / "summary.parquet",
-        chunk_inlines=2,
-        providers=["CPUExecutionProvider"],
-        actors=2,
-        progress=False,
-    )
+    result = ray_outputs(models["unet2d_crossline"], volume, got, chunk_inlines=2, actors=2)
     assert result.windows == int(np.prod(SHAPE))
     # other chunks batch the tiles otherwise: onnxruntime's sums may differ in the last bits (~1e-6)
     with open_segy(got / "classes.sgy") as a, open_segy(want / "classes.sgy") as b:
@@ -146,8 +139,6 @@ def test_ray_engine_blends_a_segmentation_net_as_the_single_machine_path(
 
 
 def test_a_bad_chunk_fails_with_the_actors_error_and_writes_nothing(ray_session, models, tmp_path):
-    from serving.ray_batch import score_segy_ray
-
     bad = (np.random.default_rng(4).normal(size=SHAPE) * 250).astype(np.float32)
     bad[5, 3, 10] = np.nan
     cube = tmp_path / "nan.sgy"
@@ -155,16 +146,7 @@ def test_a_bad_chunk_fails_with_the_actors_error_and_writes_nothing(ray_session,
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(BatchScoringError, match="inline position 5 holds NaN"):
-        score_segy_ray(
-            models["cnn1d"],
-            cube,
-            out / "classes.sgy",
-            probability_path=out / "p.sgy",
-            summary_path=out / "s.parquet",
-            chunk_inlines=2,
-            providers=["CPUExecutionProvider"],
-            progress=False,
-        )
+        ray_outputs(models["cnn1d"], cube, out, chunk_inlines=2)
     assert list(out.iterdir()) == []  # the chunks that did finish went to temporary files, now gone
 
 
