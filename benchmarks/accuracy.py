@@ -61,6 +61,7 @@ from seismic.pipeline.train import train
 from seismic.tasks import FaciesClassificationTask, FaciesSegmentationTask, dense_scores, load_task
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_EXPERIMENTS = ["cnn1d_default", "cnn2d_default"]
 # Acquisition grid of --grid: one parameter moved at a time from the held-out survey's nominal values.
 GRID = {
     "wavelet_peak_hz": (12.0, 15.0, 20.0, 25.0, 40.0, 50.0, 60.0),
@@ -306,7 +307,7 @@ def run_experiment(name: str, root: Path, args) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments", nargs="+", default=["cnn1d_default", "cnn2d_default"])
+    parser.add_argument("--experiments", nargs="+", default=DEFAULT_EXPERIMENTS)
     parser.add_argument("--holdout-seed", type=int, default=12345)
     parser.add_argument("--windows", type=int, default=20000)
     parser.add_argument("--baseline-windows", type=int, default=30000, help="training windows of baselines")
@@ -371,7 +372,7 @@ if __name__ == "__main__":
 
     # one record per run: named after --json when given (runs of one recipe with other overrides differ)
     picked = argparse.ArgumentParser(add_help=False)
-    picked.add_argument("--experiments", nargs="+", default=["cnn1d_default", "cnn2d_default"])
+    picked.add_argument("--experiments", nargs="+", default=DEFAULT_EXPERIMENTS)
     picked.add_argument("--json", type=Path)
     known = picked.parse_known_args()[0]
     name = known.json.stem.replace("_", "-") if known.json else "accuracy-" + "-".join(known.experiments)

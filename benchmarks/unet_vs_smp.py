@@ -135,6 +135,7 @@ def evaluate(net, holdout, norm, bf16: bool) -> dict:
     predicted = probabilities.argmax(axis=1).ravel()
     truth = np.asarray(holdout.labels[lo:hi]).ravel()
     cm = np.bincount(truth * N_CLASSES + predicted, minlength=N_CLASSES**2).reshape(N_CLASSES, N_CLASSES)
+    # as seismic.tasks.dense_scores, which imports Lightning (not in this venv)
     tp, true, pred = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
     present = (true + pred) > 0
     iou = tp[present] / (true + pred - tp)[present]

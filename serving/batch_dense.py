@@ -105,7 +105,8 @@ def score_chunk_dense(
     def run(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         began = time.perf_counter()
         probabilities, embedding = model.outputs(tiles, ("probabilities", "embedding"))
-        seconds.append(time.perf_counter() - began)
+        if on_batch is not None:  # consumed by logged(), one per call
+            seconds.append(time.perf_counter() - began)
         return probabilities, embedding
 
     def logged(raw: np.ndarray, probabilities: np.ndarray, embedding: np.ndarray, where: list) -> None:

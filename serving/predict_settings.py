@@ -57,8 +57,7 @@ class Runtime(_Section):
     intra_op_threads: int | None = Field(default=None, ge=1)
     inter_op_threads: int | None = Field(default=None, ge=1)
     # the scoring thread cuts, blends and writes while onnxruntime computes: threads that busy-wait between
-    # operators take those cores from it (measured on unet2d, 2 cores: 0.83-0.86 of onnxruntime alone with
-    # spinning, 0.86-0.90 without)
+    # operators take those cores from it (docs/segmentation.md, batch scoring)
     spin_wait: bool = False
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seismic.io.segy import write_cube
+from seismic.io.segy import open_segy, write_cube
 from serving.batch import score_segy
 from serving.runtime import load_model
 
@@ -47,8 +47,6 @@ def test_the_figure_shows_what_batch_scoring_gives_that_inline(arch, window, sur
     # the accuracy it prints is that of the classes batch scoring writes for the inline
     model = load_model(model_dir, providers=["CPUExecutionProvider"])
     score_segy(model, survey, tmp_path / "classes.sgy", progress=False, chunk_inlines=20)
-    from seismic.io.segy import open_segy
-
     with open_segy(tmp_path / "classes.sgy") as f:
         classes = f.read_all()[7]
     labels = np.load(survey.with_suffix(".labels.npy"))[7]
