@@ -3,22 +3,22 @@
     python benchmarks/drift.py            # recorded: 50 no-shift windows, 20 per shift
     python benchmarks/drift.py --quick    # smoke run (few windows, 100 permutations)
     python benchmarks/drift.py --field same   # reference and current windows from the same surveys
+    python benchmarks/drift.py --model cnn2d  # another network watched: cnn1d (default), cnn2d, unet2d
     python benchmarks/drift.py --checkpoint outputs/train/runs/<run>/checkpoints/last.ckpt
 
-Model: a small cnn1d trained on surveys 1000-1002 with a plain loop, cached in
-``benchmarks/results/drift_model.pt`` (delete it to retrain), or a Lightning checkpoint (its window length
-and normalisation come from the checkpoint). Reference: uniform windows (each survey's own facies mix) of
-``--ref-surveys`` other survey seeds, as a multi-survey reference profile holds them, calibrated with
-chunks = inline halves of those surveys (the unit a current window is cut from). Current windows of
-``--window`` rows are cut from the two inline halves of NEW survey seeds (same geology, every geology
-draw new): no shift, or one shift applied to the whole survey before cutting (noise x2, peak frequency
--25 %, gain x1.3, polarity flip, 90-degree phase rotation, 10 % dead traces) or a facies mix change
-(one facies, ``MIX_FACIES``, drawn 3x, or 8x, as often). ``--field same`` is what a model deployed on its own
-field sees: the reference comes from the first inline half of the current surveys and every current window
-from their second half. Raw features, predictions and
-embeddings of each window go through ``seismic.monitoring.drift.detector.compare``; the table gives the share
-of windows flagged per family. Then each test's run time at 1k/5k/10k rows per side, and any installed
-peer side by side.
+Model: a small network trained on surveys 1000-1002 with a plain loop and cached (``drift_models.py``), or a
+Lightning checkpoint (its window shape and normalisation come from the checkpoint). Reference: uniform
+windows (each survey's own facies mix) of ``--ref-surveys`` other survey seeds, as a multi-survey reference
+profile holds them, calibrated with chunks = inline halves of those surveys (the unit a current window is
+cut from). Current windows of ``--window`` rows are cut from the two inline halves of NEW survey seeds (same
+geology, every geology draw new): no shift, or one shift applied to the whole survey before cutting (noise
+x2, peak frequency -25 %, gain x1.3, polarity flip, 90-degree phase rotation, 10 % dead traces) or a facies
+mix change (one facies, ``MIX_FACIES``, drawn 3x, or 8x, as often). ``--field same`` is what a model
+deployed on its own field sees: the reference comes from the even blocks of ``BLOCK`` inlines of each
+current survey (a leak-free split trains on blocks) and every current window from its odd blocks. Raw
+features, predictions and embeddings of each window go through
+``seismic.monitoring.drift.detector.compare``; the table gives the share of windows flagged per family. Then
+each test's run time at 1k/5k/10k rows per side, and any installed peer side by side.
 """
 
 from __future__ import annotations
@@ -29,23 +29,23 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.fft
 import scipy.signal
 import scipy.stats
 import torch
+from drift_models import MODELS, Watched, cached_model, load_checkpoint, survey
 from drift_timing import PEER_ROWS, peers, timings
 
-from seismic.data.synthetic import GENERATOR_VERSION, SyntheticSurveyConfig, generate_survey, ricker
-from seismic.data.windows import Normalisation, WindowSpec, extract_windows, fit_normalisation, sample_centres
-from seismic.features import FEATURE_NAMES, window_features
-from seismic.models.registry import build_model
+from seismic.data.synthetic import GENERATOR_VERSION, ricker
+from seismic.data.windows import WindowSpec, sample_centres
+from seismic.features import FEATURE_NAMES
 from seismic.monitoring.drift.config import DriftConfig
 from seismic.monitoring.drift.detector import compare, fit_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
-GEOLOGY = {"n_inlines": 64, "n_crosslines": 48, "n_samples": 640}  # default geology, smaller lateral extent
 SHIFTS = (
     "noise_x2",
     "freq_-25%",
@@ -58,87 +58,9 @@ SHIFTS = (
 )
 MIX_WEIGHTS = {"facies_mix": 3.0, "facies_mix_x8": 8.0}  # MIX_FACIES drawn this many times as often
 MIX_FACIES = 3  # thin_bedded: a shift that matters (a share of ~1/6 tripled), not chosen for detectability
-MODEL_CACHE = ROOT / "benchmarks/results/drift_model.pt"
+N_CLASSES = 6
+BLOCK = 4  # inlines: the same field's reference and current windows come from alternate blocks
 FAMILIES = ("raw", "polarity", "predictions", "embedding", "mmd", "classifier", "combined")
-
-
-def survey(seed: int, n_inlines: int | None = None):
-    return generate_survey(
-        SyntheticSurveyConfig(**{**GEOLOGY, "n_inlines": n_inlines or GEOLOGY["n_inlines"], "seed": seed})
-    )
-
-
-def train_model(args, spec: WindowSpec):
-    """A cnn1d fitted for a few epochs with a plain loop (the benchmark needs an embedding, not a record)."""
-    surveys = [survey(seed) for seed in (1000, 1001, 1002)]
-    norm = fit_normalisation(surveys[0].amplitudes, seed=0)
-    xs, ys = [], []
-    for k, s in enumerate(surveys):
-        il, xl, t = sample_centres(s.labels, args.train_windows // 3, spec, balance=True, seed=k)
-        xs.append(norm.apply(extract_windows(s.amplitudes, il, xl, t, spec)))
-        ys.append(s.labels[il, xl, t].astype(np.int64))
-    x, y = torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
-    torch.manual_seed(0)
-    net = build_model("cnn1d", num_classes=6)
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-    net.train()
-    for _ in range(args.epochs):
-        for batch in torch.randperm(len(x)).split(256):
-            loss = torch.nn.functional.cross_entropy(net(x[batch])[0], y[batch])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return net.eval(), norm
-
-
-def cached_model(args, spec: WindowSpec):
-    """The cached model when it was trained with this spec, size and generator, else train and cache it."""
-    key = {
-        "spec": spec.to_dict(),
-        "train_windows": args.train_windows,
-        "epochs": args.epochs,
-        "generator_version": GENERATOR_VERSION,  # surveys of another generator are other data
-    }
-    if MODEL_CACHE.exists():
-        saved = torch.load(MODEL_CACHE, map_location="cpu", weights_only=True)
-        if saved["key"] == json.dumps(key, sort_keys=True):
-            net = build_model("cnn1d", num_classes=6)
-            net.load_state_dict(saved["state"])
-            return net.eval(), Normalisation.from_mapping(json.loads(saved["norm"])), "cached"
-    net, norm = train_model(args, spec)
-    MODEL_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "key": json.dumps(key, sort_keys=True),
-        "state": net.state_dict(),
-        "norm": json.dumps(norm.to_dict()),
-    }
-    torch.save(state, MODEL_CACHE)
-    return net, norm, "trained"
-
-
-def load_model(path: str):
-    from seismic.tasks.classification import FaciesClassificationTask
-
-    task = FaciesClassificationTask.load_from_checkpoint(path, map_location="cpu")
-    hp = task.hparams
-    spec = WindowSpec.from_mapping(hp.get("window") or {})
-    if spec.width != 1:
-        raise SystemExit("benchmarks/drift.py measures the 1D pipeline; give a cnn1d checkpoint")
-    return task.net.eval(), Normalisation.from_mapping(hp["normalisation"]), spec
-
-
-@torch.no_grad()
-def describe(net, norm: Normalisation, raw: np.ndarray, dt_ms: float) -> dict[str, np.ndarray]:
-    """Features of the raw windows (what serving logs) and the model's predictions and embeddings."""
-    logits, emb = zip(
-        *(net(torch.from_numpy(norm.apply(b))) for b in np.array_split(raw, max(1, len(raw) // 2048))),
-        strict=True,
-    )
-    return {
-        "features": window_features(raw, dt_ms),
-        "predictions": torch.cat(logits).argmax(1).numpy(),
-        "embeddings": torch.cat(emb).numpy(),
-    }
 
 
 def shift_volume(amplitudes: np.ndarray, shift: str, dt_ms: float, snr_db: float, rng) -> np.ndarray:
@@ -168,10 +90,19 @@ def shift_volume(amplitudes: np.ndarray, shift: str, dt_ms: float, snr_db: float
     raise ValueError(shift)
 
 
-def cut(s, spec: WindowSpec, half: int, n: int, seed: int, mix: float = 1.0):
-    """``n`` windows from inline half ``half`` of a survey: uniform, or MIX_FACIES ``mix`` times as likely."""
-    lo, hi = (0, s.shape[0] // 2) if half == 0 else (s.shape[0] // 2, s.shape[0])
-    labels = s.labels[lo:hi]
+def part_inlines(n_inlines: int, part: int | str) -> np.ndarray:
+    """Inlines of a part of a survey: half 0 or 1, or the ``even`` / ``odd`` blocks of BLOCK inlines."""
+    inlines = np.arange(n_inlines)
+    if part in (0, 1):
+        return inlines[: n_inlines // 2] if part == 0 else inlines[n_inlines // 2 :]
+    return inlines[(inlines // BLOCK) % 2 == ("even", "odd").index(part)]
+
+
+def cut(s, spec: WindowSpec, part: int | str, n: int, seed: int, mix: float = 1.0):
+    """``n`` windows from a part of a survey (:func:`part_inlines`): uniform, or MIX_FACIES ``mix`` times as
+    likely."""
+    inlines = part_inlines(s.shape[0], part)
+    labels = s.labels[inlines]
     if mix == 1.0:
         il, xl, t = sample_centres(labels, n, spec, balance=False, seed=seed)
     else:
@@ -179,34 +110,39 @@ def cut(s, spec: WindowSpec, half: int, n: int, seed: int, mix: float = 1.0):
         w = np.where(labels[il, xl, t] == MIX_FACIES, mix, 1.0)
         pick = np.random.default_rng(seed).choice(len(w), n, replace=False, p=w / w.sum())
         il, xl, t = il[pick], xl[pick], t[pick]
-    return il + lo, xl, t
+    return inlines[il], xl, t
 
 
 def reference(
-    args, net, norm, spec: WindowSpec, seed: int | None = None
+    args, model: Watched, seed: int | None = None
 ) -> tuple[dict[str, np.ndarray], np.ndarray, float, float]:
     """Uniform windows, their calibration group (the chunk a current window is cut from) and their true
-    ``MIX_FACIES`` share. New field (``seed`` None): ``--ref-surveys`` other survey seeds (2000, 2001, ...),
-    grouped by survey x inline half. Same field: the first inline half of survey ``seed``, grouped by inline
-    quarter of that half (the field's own blocks)."""
+    share of each facies. New field (``seed`` None): ``--ref-surveys`` other survey seeds from
+    ``--ref-seed`` on, grouped by survey x inline half. Same field: the even blocks of BLOCK inlines of
+    survey ``seed`` (what a leak-free split trains on), grouped by block."""
     parts, groups, shares = [], [], []
     if seed is None:
-        chunks = [(2000 + k, half) for k in range(args.ref_surveys) for half in (0, 1)]
+        chunks = [(args.ref_seed + k, half) for k in range(args.ref_surveys) for half in (0, 1)]
         per_chunk = args.reference // len(chunks)
         for g, (survey_seed, half) in enumerate(chunks):
             s = survey(survey_seed)
-            centres = cut(s, spec, half, per_chunk, g // 2)
-            parts.append(describe(net, norm, extract_windows(s.amplitudes, *centres, spec), s.dt_ms))
+            centres = cut(s, model.spec, half, per_chunk, g // 2)
+            parts.append(model.describe(s.amplitudes, centres, s.dt_ms))
             groups.append(np.full(per_chunk, g))
-            shares.append(s.labels[centres] == MIX_FACIES)
+            shares.append(s.labels[centres])
     else:
         s = survey(seed)
-        centres = cut(s, spec, 0, args.reference, seed)
-        parts.append(describe(net, norm, extract_windows(s.amplitudes, *centres, spec), s.dt_ms))
-        groups.append(centres[0] * 4 // (s.shape[0] // 2))
-        shares.append(s.labels[centres] == MIX_FACIES)
+        centres = cut(s, model.spec, "even", args.reference, seed)
+        parts.append(model.describe(s.amplitudes, centres, s.dt_ms))
+        groups.append(centres[0] // BLOCK)
+        shares.append(s.labels[centres])
     ref = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return ref, np.concatenate(groups), s.dt_ms, float(np.mean(np.concatenate(shares)))
+    return ref, np.concatenate(groups), s.dt_ms, true_shares(np.concatenate(shares))
+
+
+def true_shares(labels: np.ndarray) -> np.ndarray:
+    """Share of each facies among the labels at a set of window centres."""
+    return np.bincount(np.ravel(labels), minlength=N_CLASSES) / max(1, np.size(labels))
 
 
 def flags(result) -> dict[str, bool]:
@@ -229,29 +165,45 @@ def polarity_spread(baselines, scores: dict[str, list[float]]) -> dict[str, list
     return {k: [round(float(q), 2) for q in np.quantile(v, [0, 0.5, 1])] if v else [] for k, v in out.items()}
 
 
-def mix_oracle(shares: dict[str, list[float]], shift: str, false_alarm: float) -> dict[str, float]:
-    """The best any detector could do on a facies-mix shift: a threshold on each window's true share of
-    MIX_FACIES (from the labels; in the same field, its change from the field's reference share), set so
-    that the no-shift windows alarm at ``false_alarm`` (the detector's measured rate; at least one window's
-    worth), which makes the two powers comparable."""
-    null, shifted = np.asarray(shares["no_shift"]), np.asarray(shares[shift])
+def mix_oracle(shares: dict[str, list[np.ndarray]], shift: str, false_alarm: float) -> dict[str, Any]:
+    """What a detector could at best do on a facies-mix shift, from each window's TRUE facies shares
+    (labels, no model), as changes from the reference's shares; each threshold is set so that the no-shift
+    windows alarm at ``false_alarm`` (the detector's measured rate; at least one window's worth), which
+    makes the powers comparable. ``oracle``: knows which facies is shifted and in which direction (a
+    threshold on the rise of MIX_FACIES' share). ``blind_oracle``: knows neither, as a detector does: a
+    threshold on the largest change of any facies' share, each in units of its no-shift RMS change."""
+    null, shifted = np.stack(shares["no_shift"]), np.stack(shares[shift])
+    scale = np.maximum(np.sqrt((null * null).mean(axis=0)), 1e-9)
+    known = _oracle(null[:, MIX_FACIES], shifted[:, MIX_FACIES], false_alarm)
+    blind = _oracle(np.abs(null / scale).max(axis=1), np.abs(shifted / scale).max(axis=1), false_alarm)
+    spread = lambda x: [round(float(q), 4) for q in np.quantile(x, [0, 0.5, 1])]  # noqa: E731
+    return {
+        **known,
+        "blind": blind,
+        "no_shift_change": spread(null[:, MIX_FACIES]),
+        "shifted_change": spread(shifted[:, MIX_FACIES]),
+    }
+
+
+def _oracle(null: np.ndarray, shifted: np.ndarray, false_alarm: float) -> dict[str, float]:
     level = 1.0 - max(false_alarm, 1.0 / len(null))
     threshold = float(np.quantile(null, level, method="higher"))
     return {
         "threshold": threshold,
         "false_alarm": float(np.mean(null > threshold)),
         "power": float(np.mean(shifted > threshold)),
-        "no_shift_share": [float(np.min(null)), float(np.median(null)), float(np.max(null))],
-        "shifted_share": [float(np.min(shifted)), float(np.median(shifted)), float(np.max(shifted))],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few repeats, few permutations")
-    parser.add_argument("--checkpoint", help="a cnn1d Lightning checkpoint instead of the quick training")
+    parser.add_argument(
+        "--model", choices=sorted(MODELS), default="cnn1d", help="the network watched (drift_models.py)"
+    )
+    parser.add_argument("--checkpoint", help="a Lightning checkpoint instead of the quick training")
     parser.add_argument("--config", default=str(ROOT / "configs/drift/default.yaml"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/drift.json"))
+    parser.add_argument("--out", help="result JSON (default: benchmarks/results/<record name>.json)")
     parser.add_argument("--window", type=int, default=2000, help="rows per current window")
     parser.add_argument("--reference", type=int, default=12000, help="reference rows")
     parser.add_argument("--ref-surveys", type=int, default=8, help="survey seeds in the reference")
@@ -265,14 +217,16 @@ def main() -> None:
         "--field",
         choices=("new", "same"),
         default="new",
-        help="new: reference from other surveys; same: reference from the current surveys' other inline half",
+        help="new: reference from other surveys; same: from the current surveys' other inline blocks",
     )
+    parser.add_argument("--ref-seed", type=int, default=2000, help="first reference survey seed (new field)")
+    parser.add_argument("--current-seed", type=int, default=3000, help="first current survey seed")
     parser.add_argument("--noshift", type=int, help="no-shift windows (default 50; --quick 8)")
     parser.add_argument("--per-shift", type=int, help="windows per shift (default 20; --quick 2)")
     args = parser.parse_args()
+    args.out = args.out or str(ROOT / f"benchmarks/results/{record_name(args.field, args.model)}.json")
     args.noshift = args.noshift or (8 if args.quick else 50)
     args.per_shift = args.per_shift or (2 if args.quick else 20)
-    args.train_windows, args.epochs = 12000, 3  # the same model for --quick (cached)
     cfg = DriftConfig.from_yaml(args.config)
     if args.quick:
         cfg = DriftConfig.from_mapping(
@@ -282,20 +236,18 @@ def main() -> None:
     started = time.perf_counter()
 
     if args.checkpoint:
-        net, norm, spec = load_model(args.checkpoint)
-        how = args.checkpoint
+        model, how = load_checkpoint(args.checkpoint), args.checkpoint
     else:
-        spec = WindowSpec(length=64)
-        net, norm, how = cached_model(args, spec)
+        model, how = cached_model(args.model)  # the same model for --quick (cached)
     print(f"model ready: {how} ({time.perf_counter() - started:.0f} s)")
 
     n_surveys = max(math.ceil(args.noshift / 2), math.ceil(args.per_shift / 2))
-    current_seeds = [3000 + k for k in range(n_surveys)]
+    current_seeds = [args.current_seed + k for k in range(n_surveys)]
     same = args.field == "same"
     fit_s: list[float] = []
 
     def fit(seed: int | None):
-        ref, groups, dt, share = reference(args, net, norm, spec, seed)
+        ref, groups, dt, share = reference(args, model, seed)
         t0 = time.perf_counter()
         baseline = fit_baseline(cfg, feature_names=FEATURE_NAMES, n_classes=6, groups=groups, **ref)
         fit_s.append(time.perf_counter() - t0)
@@ -310,7 +262,8 @@ def main() -> None:
     runs = {s: 0 for s in counts}
     alarms: dict[str, dict[str, int]] = {s: {} for s in counts}  # windows in which each feature drifted
     compare_s, pool = [], []
-    mix_share: dict[str, list[float]] = {s: [] for s in ("no_shift", *MIX_WEIGHTS)}  # true MIX_FACIES shares
+    # change of each facies' true share from the reference's, per window
+    mix_share: dict[str, list[np.ndarray]] = {s: [] for s in ("no_shift", *MIX_WEIGHTS)}
     polarity_scores: dict[str, list[float]] = {s: [] for s in counts}
     for k, seed in enumerate(current_seeds):
         s = survey(seed)
@@ -328,12 +281,11 @@ def main() -> None:
                 else shift_volume(s.amplitudes, shift, dt, 10.0, rng)
             )
             for draw in (0, 1):
-                half = 1 if args.field == "same" else draw
-                ci = cut(s, spec, half, args.window, seed=100 * k + draw, mix=MIX_WEIGHTS.get(shift, 1.0))
-                cur = describe(net, norm, extract_windows(amp, *ci, spec), dt)
+                part = "odd" if same else draw
+                ci = cut(s, model.spec, part, args.window, 100 * k + draw, MIX_WEIGHTS.get(shift, 1.0))
+                cur = model.describe(amp, ci, dt)
                 if name in mix_share:
-                    share = float(np.mean(s.labels[ci] == MIX_FACIES))
-                    mix_share[name].append(share - ref_share if same else share)
+                    mix_share[name].append(true_shares(s.labels[ci]) - ref_share)
                 if name == "no_shift":
                     pool.append(cur)
                 t0 = time.perf_counter()
@@ -352,7 +304,7 @@ def main() -> None:
     print(
         f"\nfalse alarms: {runs['no_shift']} no-shift windows; power: {args.per_shift} windows per shift;"
         + (
-            f" {args.window} rows per window; reference: {ref_rows} rows of each survey's first inline half"
+            f" {args.window} rows per window; reference: {ref_rows} rows of each survey's even inline blocks"
             if same
             else f" {args.window} rows per window, reference {ref_rows} rows of {args.ref_surveys} surveys"
         )
@@ -367,14 +319,18 @@ def main() -> None:
     combined_false_alarm = rates["no_shift"]["combined"]
     oracle = {shift: mix_oracle(mix_share, shift, combined_false_alarm) for shift in MIX_WEIGHTS}
     for shift, o in oracle.items():
-        o["detector_power"] = rates[shift]["combined"]
-        o["detector_over_oracle"] = o["detector_power"] / o["power"] if o["power"] else None
-        ratio = "n/a" if o["detector_over_oracle"] is None else f"{o['detector_over_oracle']:.2f}"
-        print(
-            f"{shift}: oracle on the TRUE share of facies {MIX_FACIES} (labels, no model): threshold"
-            f" {o['threshold']:.3f} -> false alarms {o['false_alarm']:.2f}, power {o['power']:.2f};"
-            f" detector (combined) {o['detector_power']:.2f} = {ratio} of the oracle"
-        )
+        detector = rates[shift]["combined"]
+        o["detector_power"] = detector
+        for key, what in (("", "knowing the facies"), ("blind_", "blind")):
+            power = o["blind"]["power"] if key else o["power"]
+            o[f"detector_over_{key}oracle"] = detector / power if power else None
+            ratio = "n/a" if not power else f"{detector / power:.2f}"
+            found = o["blind"] if key else o
+            print(
+                f"{shift}: oracle on the TRUE facies shares ({what}): false alarms"
+                f" {found['false_alarm']:.2f}, power {power:.2f}; detector (combined) {detector:.2f}"
+                f" = {ratio}"
+            )
     pooled = {k: np.concatenate([p[k] for p in pool]) for k in ("features", "predictions", "embeddings")}
     sizes = (1000, 5000) if args.quick else (1000, 5000, 10000)
     timing = timings(cfg, pooled, [n for n in sizes if 2 * n <= len(pooled["features"])])
@@ -386,12 +342,13 @@ def main() -> None:
 
     result = {
         "quick": args.quick,
+        "model": model.name,
         "checkpoint": args.checkpoint,
         "window_rows": args.window,
         "reference_rows": ref_rows,
         "field": args.field,
         "generator_version": GENERATOR_VERSION,
-        "reference_surveys": "each current survey's first inline half" if same else args.ref_surveys,
+        "reference_surveys": "each current survey's even inline blocks" if same else args.ref_surveys,
         "mix_facies": MIX_FACIES,
         "mix_weights": MIX_WEIGHTS,
         "runs": runs,
@@ -416,12 +373,17 @@ def main() -> None:
     )
 
 
+def record_name(field: str, model: str) -> str:
+    return "drift" + ("_same_field" if field == "same" else "") + ("" if model == "cnn1d" else f"_{model}")
+
+
 if __name__ == "__main__":
     import record
 
-    same = "same" in sys.argv[1:]
-    record.run(
-        main,
-        "drift-same-field" if same else "drift",
-        title="Drift detection, same field" if same else "Drift detection",
+    argv = sys.argv[1:]
+    field = "same" if "same" in argv else "new"
+    model = next((m for m in MODELS if m in argv), "cnn1d")
+    title = (
+        "Drift detection" + (", same field" if field == "same" else "") + f", {model}" * (model != "cnn1d")
     )
+    record.run(main, record_name(field, model).replace("_", "-"), title=title)

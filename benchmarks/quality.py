@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from drift import MIX_WEIGHTS, SHIFTS, cached_model, cut, shift_volume, survey
+from drift import MIX_WEIGHTS, SHIFTS, cut, shift_volume
+from drift_models import cached_model, survey
 from scipy.special import softmax
 
-from seismic.data.windows import WindowSpec, extract_windows
+from seismic.data.windows import extract_windows
 from seismic.export.calibration import calibration_report
 from seismic.monitoring.drift.calibration import chunk_ids
 from seismic.monitoring.profile import build_profile
@@ -166,11 +167,10 @@ def main() -> None:
     args = parser.parse_args()
     args.noshift = args.noshift or (4 if args.quick else 12)
     args.per_shift = args.per_shift or (2 if args.quick else 6)
-    args.train_windows, args.epochs = 12000, 3  # the drift benchmark's cached model
     torch.set_num_threads(2)
     started = time.perf_counter()
-    spec = WindowSpec(length=64)
-    net, norm, how = cached_model(args, spec)
+    model, how = cached_model("cnn1d")
+    net, norm, spec = model.net, model.norm, model.spec
     print(f"model ready: {how} ({time.perf_counter() - started:.0f} s)")
 
     val_logits, val_labels, ref_logits, ref_labels, ref_groups, ref_raw = [], [], [], [], [], []
