@@ -15,7 +15,8 @@ geology, every geology draw new): no shift, or one shift applied to the whole su
 x2, peak frequency -25 %, gain x1.3, polarity flip, 90-degree phase rotation, 10 % dead traces) or a facies
 mix change (one facies, ``MIX_FACIES``, drawn 3x, or 8x, as often). ``--field same`` is what a model
 deployed on its own field sees: the reference comes from the even blocks of ``BLOCK`` inlines of each
-current survey (a leak-free split trains on blocks) and every current window from its odd blocks. Raw
+current survey (a leak-free split trains on blocks) and every current window from its odd blocks. Its
+calibration chunks are spread (``drift.calibration.chunking``), as its windows sample the whole field. Raw
 features, predictions and embeddings of each window go through
 ``seismic.monitoring.drift.detector.compare``; the table gives the share of windows flagged per family. Then
 each test's run time at 1k/5k/10k rows per side, and any installed peer side by side.
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -195,7 +195,7 @@ def _oracle(null: np.ndarray, shifted: np.ndarray, false_alarm: float) -> dict[s
     }
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few repeats, few permutations")
     parser.add_argument(
@@ -208,26 +208,33 @@ def main() -> None:
     parser.add_argument("--reference", type=int, default=12000, help="reference rows")
     parser.add_argument("--ref-surveys", type=int, default=8, help="survey seeds in the reference")
     parser.add_argument(
-        "--mix-weight",
-        type=float,
-        default=3.0,
-        help="facies mix shift: MIX_FACIES drawn this many times as often",
-    )
-    parser.add_argument(
         "--field",
         choices=("new", "same"),
         default="new",
         help="new: reference from other surveys; same: from the current surveys' other inline blocks",
     )
+    parser.add_argument(
+        "--chunking",
+        choices=("contiguous", "spread"),
+        help="drift.calibration.chunking; default: spread for --field same, else the config's",
+    )
     parser.add_argument("--ref-seed", type=int, default=2000, help="first reference survey seed (new field)")
     parser.add_argument("--current-seed", type=int, default=3000, help="first current survey seed")
     parser.add_argument("--noshift", type=int, help="no-shift windows (default 50; --quick 8)")
     parser.add_argument("--per-shift", type=int, help="windows per shift (default 20; --quick 2)")
-    args = parser.parse_args()
-    args.out = args.out or str(ROOT / f"benchmarks/results/{record_name(args.field, args.model)}.json")
+    return parser
+
+
+def main() -> None:
+    args = arguments().parse_args()
+    args.out = args.out or str(ROOT / f"benchmarks/results/{record_name(args)}.json")
     args.noshift = args.noshift or (8 if args.quick else 50)
     args.per_shift = args.per_shift or (2 if args.quick else 20)
     cfg = DriftConfig.from_yaml(args.config)
+    chunking = args.chunking or ("spread" if args.field == "same" else cfg.calibration.chunking)
+    cfg = DriftConfig.from_mapping(
+        {**cfg.to_dict(), "calibration": {**cfg.to_dict()["calibration"], "chunking": chunking}}
+    )
     if args.quick:
         cfg = DriftConfig.from_mapping(
             {**cfg.to_dict(), "embedding": {**cfg.to_dict()["embedding"], "mmd": {"permutations": 100}}}
@@ -373,17 +380,24 @@ def main() -> None:
     )
 
 
-def record_name(field: str, model: str) -> str:
-    return "drift" + ("_same_field" if field == "same" else "") + ("" if model == "cnn1d" else f"_{model}")
+def record_name(args: argparse.Namespace) -> str:
+    """``drift[_same_field][_<model>][_seeds<ref>_<current>]``: the defaults give the plain name."""
+    seeds = (args.ref_seed, args.current_seed) != (2000, 3000)
+    return (
+        "drift"
+        + ("_same_field" if args.field == "same" else "")
+        + ("" if args.model == "cnn1d" else f"_{args.model}")
+        + (f"_seeds{args.ref_seed}_{args.current_seed}" if seeds else "")
+    )
 
 
 if __name__ == "__main__":
     import record
 
-    argv = sys.argv[1:]
-    field = "same" if "same" in argv else "new"
-    model = next((m for m in MODELS if m in argv), "cnn1d")
-    title = (
-        "Drift detection" + (", same field" if field == "same" else "") + f", {model}" * (model != "cnn1d")
+    known, _ = arguments().parse_known_args()
+    title = ", ".join(
+        ["Drift detection"]
+        + ["same field"] * (known.field == "same")
+        + [known.model] * (known.model != "cnn1d")
     )
-    record.run(main, record_name(field, model).replace("_", "-"), title=title)
+    record.run(main, record_name(known).replace("_", "-"), title=title)

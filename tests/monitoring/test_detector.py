@@ -42,6 +42,7 @@ def test_default_yaml_is_the_dataclass_default():
         ({"raw": {"min_effect": {"kss": 0.1}}}, "kss"),
         ({"alpha": 2}, "alpha"),
         ({"correction": "holm"}, "correction"),
+        ({"calibration": {"chunking": "random"}}, "calibration.chunking"),
         ({"raw": {"gate": "mmd"}}, "raw.gate"),
     ],
 )
@@ -59,6 +60,44 @@ def test_chunks_keep_groups_whole():
     with pytest.raises(ValueError, match=">= 3 reference groups"):
         chunk_ids(4, 3, np.array([0, 0, 1, 1]))
     np.testing.assert_array_equal(chunk_ids(6, 3), [0, 0, 1, 1, 2, 2])
+
+
+def test_spread_chunks_deal_groups_across_the_reference():
+    groups = np.repeat(np.arange(16) * 2, 5)  # the even inline blocks of a field, 5 rows each
+    ids = chunk_ids(len(groups), 20, groups, spread=True)
+    assert ids.max() == 7  # 16 groups: 8 chunks of 2
+    for g in np.unique(groups):
+        assert len(np.unique(ids[groups == g])) == 1
+    for k in range(8):  # blocks k and k + 8 (in rank): one chunk spans the field
+        np.testing.assert_array_equal(np.unique(groups[ids == k]), [2 * k, 2 * (k + 8)])
+    with pytest.raises(ValueError, match=">= 6 reference groups"):
+        chunk_ids(10, 20, np.repeat(np.arange(5), 2), spread=True)
+    with pytest.raises(ValueError, match="needs reference groups"):
+        chunk_ids(10, 20, None, spread=True)
+
+
+def test_spread_chunking_sees_a_shift_that_local_chunks_hide():
+    """A field whose features trend from block to block: a window drawn across all blocks differs from the
+    reference far less than one block does, so local chunks set thresholds that hide a moderate shift."""
+    rng = np.random.default_rng(3)
+    blocks, rows = 32, 200
+    trend = np.linspace(-0.4, 0.4, blocks)[:, None, None]
+
+    groups = np.repeat(np.arange(blocks), rows)
+
+    def field(shift: float) -> np.ndarray:
+        return (rng.normal(size=(blocks, rows, 4)) + trend + shift).reshape(-1, 4)
+
+    ref = field(0.0)
+    verdicts = {}
+    for chunking in ("contiguous", "spread"):
+        cfg = _config(calibration={"chunking": chunking})
+        b = fit_baseline(cfg, features=ref, groups=groups)
+        same = field(0.0)[rng.choice(blocks * rows, 2000, replace=False)]
+        shifted = field(0.6)[rng.choice(blocks * rows, 2000, replace=False)]
+        verdicts[chunking] = (compare(b, features=same).drifted, compare(b, features=shifted).drifted)
+    assert verdicts["spread"] == (False, True)
+    assert verdicts["contiguous"] == (False, False)
 
 
 def test_threshold_from_null():

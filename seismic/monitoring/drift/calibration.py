@@ -29,13 +29,28 @@ import numpy as np
 LOG_FLOOR = 1e-9
 
 
-def chunk_ids(n_rows: int, n_chunks: int, groups: np.ndarray | None = None) -> np.ndarray:
+def chunk_ids(
+    n_rows: int, n_chunks: int, groups: np.ndarray | None = None, *, spread: bool = False
+) -> np.ndarray:
     """Chunk index ``[n_rows]`` in ``0 .. k-1``: contiguous runs of sorted ``groups`` of about equal rows.
 
     A group is never split across chunks (rows of one inline block stay together). Without groups, rows
     are chunked in their given order. ``k`` is ``min(n_chunks, number of groups)``; fewer than 3 is an
     error, because then there is no variation to measure.
+
+    ``spread``: the sorted groups are dealt in turn to ``k = min(n_chunks, groups // 2)`` chunks, so each
+    chunk holds groups from across the reference (blocks 0, k, 2k, ... of a field) as a current window that
+    samples the whole field does; a contiguous chunk is one local block, which differs from the rest more
+    than such a window does, so its thresholds are higher than that window needs (measured in
+    ``benchmarks/drift.py --field same``). It needs groups, at least 6.
     """
+    if spread:
+        if groups is None:
+            raise ValueError("calibration.chunking 'spread' needs reference groups (survey x inline block)")
+        values, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        if len(values) < 6:
+            raise ValueError(f"calibration.chunking 'spread' needs >= 6 reference groups, got {len(values)}")
+        return (np.arange(len(values)) % min(n_chunks, len(values) // 2))[inverse]
     if groups is None:
         return np.minimum(np.arange(n_rows) * n_chunks // max(1, n_rows), n_chunks - 1)
     groups = np.asarray(groups)

@@ -17,6 +17,7 @@ import yaml
 CORRECTIONS = ("bonferroni", "bh", "none")
 RAW_TESTS = ("ks", "wasserstein", "psi", "js")
 COMBINE = ("any", "all")
+CHUNKINGS = ("contiguous", "spread")
 
 
 def _check(ok: bool, path: str, why: str) -> None:
@@ -161,6 +162,9 @@ class CalibrationConfig:
     # thresholds are this many times wider and the report says so (1: no widening). On no-shift new seeds
     # (benchmarks/single_survey.py): 10 of 16 windows flagged unwidened, 2 at 2x, 0 at 3x and 4x (README).
     single_survey_widening: float = 4.0
+    # contiguous: a chunk is a run of neighbouring groups (a local block: safe for windows of a few lines);
+    # spread: groups dealt in turn, each chunk spans the reference (for windows that sample a whole field)
+    chunking: str = "contiguous"
 
     def __post_init__(self) -> None:
         _check(
@@ -169,6 +173,11 @@ class CalibrationConfig:
         _number(self.n_chunks, "calibration.n_chunks", 3, 1000, integer=True)
         _number(self.z, "calibration.z", 0.0)
         _number(self.single_survey_widening, "calibration.single_survey_widening", 1.0)
+        _check(
+            self.chunking in CHUNKINGS,
+            "calibration.chunking",
+            f"must be one of {CHUNKINGS}, got {self.chunking!r}",
+        )
 
 
 @dataclass(frozen=True)

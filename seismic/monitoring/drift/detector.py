@@ -206,6 +206,7 @@ def fit_baseline(
             b.n_classes,
             groups,
             n_chunks=config.calibration.n_chunks,
+            spread=config.calibration.chunking == "spread",
             z=config.calibration.z if config.calibration.enabled else None,
             min_class_rows=config.polarity.min_class_rows,
         )
@@ -229,7 +230,7 @@ def _set_thresholds(b: Baseline, features, predictions, groups, n_rows: int) -> 
         return
     if features is None and predictions is None:
         return
-    ids = chunk_ids(n_rows, c.calibration.n_chunks, groups)
+    ids = chunk_ids(n_rows, c.calibration.n_chunks, groups, spread=c.calibration.chunking == "spread")
     rng = np.random.default_rng(c.seed + 1)
     raw, pred, share = [], [], []
     for k in range(int(ids.max()) + 1):
@@ -271,7 +272,7 @@ def _set_embedding_thresholds(b: Baseline, emb: np.ndarray, groups: np.ndarray |
     c = b.config
     if not c.calibration.enabled:
         return
-    ids = chunk_ids(len(emb), c.calibration.n_chunks, groups)
+    ids = chunk_ids(len(emb), c.calibration.n_chunks, groups, spread=c.calibration.chunking == "spread")
     rng = np.random.default_rng(c.seed + 2)
     mmd, auc = [], []
     for k in range(int(ids.max()) + 1):

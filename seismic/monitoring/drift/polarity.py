@@ -134,12 +134,14 @@ def fit_polarity(
     groups: np.ndarray | None,
     *,
     n_chunks: int,
+    spread: bool = False,
     z: float | None,
     min_class_rows: int,
 ) -> PolarityModel | None:
     """The check's reference means, weights and threshold; None without odd feature columns.
 
-    Chunks (of ``groups`` when there are at least 3, else of row order) weigh the class means; ``z`` None
+    Chunks (of ``groups`` when there are at least 3, else of row order; ``spread`` as
+    :func:`~seismic.monitoring.drift.calibration.chunk_ids`) weigh the class means; ``z`` None
     (calibration off) leaves the threshold at 0 instead of calibrating it on the chunk scores.
     """
     names = list(feature_names)
@@ -150,7 +152,8 @@ def fit_polarity(
     x, classes, keep = _rows(features, predictions, columns)
     amplitude = np.isin([names[j] for j in columns], AMPLITUDE_COLUMNS)
     groups = None if groups is None else np.asarray(groups)[keep]
-    ids = chunk_ids(len(x), n_chunks, groups if groups is not None and len(np.unique(groups)) >= 3 else None)
+    n_groups = 0 if groups is None else len(np.unique(groups))
+    ids = chunk_ids(len(x), n_chunks, groups if n_groups >= 3 else None, spread=spread and n_groups >= 6)
     means, weights = _fit_means(x, classes, n_classes, min_class_rows, ids)
     null: list[float] = []
     for k in range(int(ids.max()) + 1 if z is not None else 0):
