@@ -10,14 +10,14 @@ Model: a small network trained on surveys 1000-1002 with a plain loop and cached
 Lightning checkpoint (its window shape and normalisation come from the checkpoint). Reference: uniform
 windows (each survey's own facies mix) of ``--ref-surveys`` other survey seeds, as a multi-survey reference
 profile holds them, calibrated with chunks = inline halves of those surveys (the unit a current window is
-cut from). Current windows of ``--window`` rows are cut from the two inline halves of NEW survey seeds (same
-geology, every geology draw new): no shift, or one shift applied to the whole survey before cutting (noise
-x2, peak frequency -25 %, gain x1.3, polarity flip, 90-degree phase rotation, 10 % dead traces) or a facies
-mix change (one facies, ``MIX_FACIES``, drawn 3x, or 8x, as often). ``--field same`` is what a model
-deployed on its own field sees: the reference comes from the even blocks of ``BLOCK`` inlines of each
-current survey (a leak-free split trains on blocks) and every current window from its odd blocks. Its
-calibration chunks are spread (``drift.calibration.chunking``), as its windows sample the whole field. Raw
-features, predictions and embeddings of each window go through
+cut from), each compared with the other surveys. Current windows of ``--window`` rows are cut from the two
+inline halves of NEW survey seeds (same geology, every geology draw new): no shift, or one shift applied to
+the whole survey before cutting (noise x2, peak frequency -25 %, gain x1.3, polarity flip, 90-degree phase
+rotation, 10 % dead traces) or a facies mix change (one facies, ``MIX_FACIES``, drawn 3x, or 8x, as often).
+``--field same`` is what a model deployed on its own field sees: the reference comes from the even blocks of
+``BLOCK`` inlines of each current survey (a leak-free split trains on blocks) and every current window from
+its odd blocks. Its calibration chunks are spread (``drift.calibration.chunking``), as its windows sample
+the whole field. Raw features, predictions and embeddings of each window go through
 ``seismic.monitoring.drift.detector.compare``; the table gives the share of windows flagged per family. Then
 each test's run time at 1k/5k/10k rows per side, and any installed peer side by side.
 """
@@ -115,12 +115,13 @@ def cut(s, spec: WindowSpec, part: int | str, n: int, seed: int, mix: float = 1.
 
 def reference(
     args, model: Watched, seed: int | None = None
-) -> tuple[dict[str, np.ndarray], np.ndarray, float, float]:
-    """Uniform windows, their calibration group (the chunk a current window is cut from) and their true
-    share of each facies. New field (``seed`` None): ``--ref-surveys`` other survey seeds from
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, float, np.ndarray]:
+    """Uniform windows, their calibration group (the chunk a current window is cut from), their survey seed
+    and the true share of each facies. New field (``seed`` None): ``--ref-surveys`` other survey seeds from
     ``--ref-seed`` on, grouped by survey x inline half. Same field: the even blocks of BLOCK inlines of
-    survey ``seed`` (what a leak-free split trains on), grouped by block."""
-    parts, groups, shares = [], [], []
+    survey ``seed`` (what a leak-free split trains on), grouped by inline as a reference profile groups
+    its rows."""
+    parts, groups, seeds, shares = [], [], [], []
     if seed is None:
         chunks = [(args.ref_seed + k, half) for k in range(args.ref_surveys) for half in (0, 1)]
         per_chunk = args.reference // len(chunks)
@@ -129,15 +130,17 @@ def reference(
             centres = cut(s, model.spec, half, per_chunk, g // 2)
             parts.append(model.describe(s.amplitudes, centres, s.dt_ms))
             groups.append(np.full(per_chunk, g))
+            seeds.append(np.full(per_chunk, survey_seed))
             shares.append(s.labels[centres])
     else:
         s = survey(seed)
         centres = cut(s, model.spec, "even", args.reference, seed)
         parts.append(model.describe(s.amplitudes, centres, s.dt_ms))
-        groups.append(centres[0] // BLOCK)
+        groups.append(centres[0])
+        seeds.append(np.full(args.reference, seed))
         shares.append(s.labels[centres])
     ref = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return ref, np.concatenate(groups), s.dt_ms, true_shares(np.concatenate(shares))
+    return ref, np.concatenate(groups), np.concatenate(seeds), s.dt_ms, true_shares(np.concatenate(shares))
 
 
 def true_shares(labels: np.ndarray) -> np.ndarray:
@@ -254,9 +257,11 @@ def main() -> None:
     fit_s: list[float] = []
 
     def fit(seed: int | None):
-        ref, groups, dt, share = reference(args, model, seed)
+        ref, groups, surveys, dt, share = reference(args, model, seed)
         t0 = time.perf_counter()
-        baseline = fit_baseline(cfg, feature_names=FEATURE_NAMES, n_classes=6, groups=groups, **ref)
+        baseline = fit_baseline(
+            cfg, feature_names=FEATURE_NAMES, n_classes=6, groups=groups, surveys=surveys, **ref
+        )
         fit_s.append(time.perf_counter() - t0)
         return baseline, dt, share, len(groups)
 

@@ -100,6 +100,28 @@ def test_spread_chunking_sees_a_shift_that_local_chunks_hide():
     assert verdicts["contiguous"] == (False, False)
 
 
+def test_chunks_are_compared_with_the_other_surveys():
+    """Halves of one survey share its offset: against a rest that holds the other half, a chunk looks
+    closer to the reference than a new survey does. Leaving its survey out raises the thresholds to what
+    new surveys need."""
+    rng = np.random.default_rng(5)
+
+    def surveys(n: int, rows: int) -> np.ndarray:
+        return (rng.normal(size=(n, 2, rows, 4)) + rng.normal(0, 0.25, size=(n, 1, 1, 4))).reshape(-1, 4)
+
+    ref, groups = surveys(8, 600), np.repeat(np.arange(16), 600)
+    cfg = _config()
+    within = fit_baseline(cfg, features=ref, groups=groups)
+    across = fit_baseline(cfg, features=ref, groups=groups, surveys=groups // 2)
+    assert (across.thresholds["psi"] > within.thresholds["psi"]).all()
+    new = [surveys(1, 1000) for _ in range(40)]  # no shift: other draws of the same survey population
+    assert sum(compare(across, features=x).drifted for x in new) < sum(
+        compare(within, features=x).drifted for x in new
+    )
+    one = fit_baseline(cfg, features=ref, groups=groups, surveys=np.zeros(len(ref)))
+    np.testing.assert_array_equal(one.thresholds["psi"], within.thresholds["psi"])  # no other survey
+
+
 def test_threshold_from_null():
     values = np.array([1.0, 2.0, 4.0])
     assert threshold_from_null(values, 0.0) == 4.0

@@ -137,6 +137,8 @@ def fit_baseline(
     groups: np.ndarray | None = None,
     embedding_groups: np.ndarray | None = None,
     n_surveys: int | None = None,
+    surveys: np.ndarray | None = None,
+    embedding_surveys: np.ndarray | None = None,
 ) -> Baseline:
     """Fix bins, scales, bandwidth and (``calibration.enabled``) calibrated thresholds on the reference.
 
@@ -147,6 +149,10 @@ def fit_baseline(
     profile keeps a few thousand) with their own ``embedding_groups``; when they have as many rows as the
     others they default to ``groups``. ``n_surveys`` 1: the chunks cannot show how surveys differ, so the
     raw thresholds are widened by ``calibration.single_survey_widening`` (:attr:`Baseline.summary` says so).
+    ``surveys`` (and ``embedding_surveys``): the survey of each row. With contiguous chunking and two or more
+    surveys, a chunk is compared with the rest of the reference outside its own survey, as a window from a
+    new survey is: against a rest that still holds the other half of its survey a chunk looks closer to the
+    reference than a new survey does, and the thresholds came out too low (benchmarks/drift.py).
     """
     sizes = {len(a) for a in (features, predictions) if a is not None}
     if len(sizes) > 1 or (not sizes and embeddings is None):
@@ -155,14 +161,16 @@ def fit_baseline(
             f"rows; got {sizes}"
         )
     n_rows = sizes.pop() if sizes else len(embeddings)
-    if embeddings is not None and embedding_groups is None and len(embeddings) == n_rows:
-        embedding_groups = groups
+    if embeddings is not None and len(embeddings) == n_rows:
+        embedding_groups = groups if embedding_groups is None else embedding_groups
+        embedding_surveys = surveys if embedding_surveys is None else embedding_surveys
     rng = np.random.default_rng(config.seed)
     b = Baseline(config=config, n_surveys=n_surveys)
     if n_rows > config.raw.max_rows:  # the same rows of features, predictions and groups
         keep = np.sort(rng.choice(n_rows, config.raw.max_rows, replace=False))
         features, predictions = (None if a is None else np.asarray(a)[keep] for a in (features, predictions))
         groups, n_rows = (None if groups is None else np.asarray(groups)[keep]), len(keep)
+        surveys = None if surveys is None else np.asarray(surveys)[keep]
     if features is not None:
         features = np.asarray(features, dtype=np.float64)
         names = (
@@ -192,7 +200,7 @@ def fit_baseline(
         b.bandwidth = median_bandwidth(capped, config.embedding.mmd.bandwidth_sample, config.seed)
         b.emb_mean, b.emb_std = capped.mean(axis=0, dtype=np.float64), capped.std(axis=0, dtype=np.float64)
         b.pca = pca_basis(capped)
-    _set_thresholds(b, features, predictions, groups, n_rows)
+    _set_thresholds(b, features, predictions, groups, n_rows, surveys)
     widening = config.calibration.single_survey_widening
     if n_surveys == 1 and config.calibration.enabled and features is not None and widening > 1:
         b.single_survey_widening = widening
@@ -211,11 +219,29 @@ def fit_baseline(
             min_class_rows=config.polarity.min_class_rows,
         )
     if embeddings is not None:
-        _set_embedding_thresholds(b, np.asarray(embeddings, dtype=np.float32), embedding_groups)
+        _set_embedding_thresholds(
+            b, np.asarray(embeddings, dtype=np.float32), embedding_groups, embedding_surveys
+        )
     return b
 
 
-def _set_thresholds(b: Baseline, features, predictions, groups, n_rows: int) -> None:
+def _held_out(
+    config: DriftConfig, ids: np.ndarray, surveys: np.ndarray | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(chunk, rest)`` row masks per chunk; the rest leaves out the chunk's surveys when there are others
+    (contiguous chunking: new surveys are what the thresholds stand for)."""
+    surveys = None if surveys is None or config.calibration.chunking == "spread" else np.asarray(surveys)
+    if surveys is not None and (len(surveys) != len(ids) or len(np.unique(surveys)) < 2):
+        surveys = None
+    pairs = []
+    for k in range(int(ids.max()) + 1):
+        inside = ids == k
+        rest = ~inside if surveys is None else ~np.isin(surveys, np.unique(surveys[inside]))
+        pairs.append((inside, rest if rest.any() else ~inside))
+    return pairs
+
+
+def _set_thresholds(b: Baseline, features, predictions, groups, n_rows: int, surveys=None) -> None:
     """Configured minima, raised by the chunk-vs-rest null distribution when calibration is on."""
     c = b.config
     if b.features is not None:
@@ -233,14 +259,13 @@ def _set_thresholds(b: Baseline, features, predictions, groups, n_rows: int) -> 
     ids = chunk_ids(n_rows, c.calibration.n_chunks, groups, spread=c.calibration.chunking == "spread")
     rng = np.random.default_rng(c.seed + 1)
     raw, pred, share = [], [], []
-    for k in range(int(ids.max()) + 1):
-        inside = ids == k
+    for inside, rest in _held_out(c, ids, surveys):
         if features is not None:
             f = np.asarray(features, dtype=np.float64)
-            raw.append(_raw_effects(b, _cap(f[~inside], c.raw.max_rows, rng), f[inside])[0])
+            raw.append(_raw_effects(b, _cap(f[rest], c.raw.max_rows, rng), f[inside])[0])
         if predictions is not None:
             p = np.asarray(predictions)
-            ref_counts = drift.class_distribution(p[~inside], b.n_classes)
+            ref_counts = drift.class_distribution(p[rest], b.n_classes)
             cur_counts = drift.class_distribution(p[inside], b.n_classes)
             pred.append(drift.js_distance(ref_counts, cur_counts))
             share.append(_share_change(ref_counts, cur_counts))
@@ -267,7 +292,9 @@ def _share_change(ref_counts: np.ndarray, cur_counts: np.ndarray) -> np.ndarray:
     return cur_counts / max(1.0, cur_counts.sum()) - ref_counts / max(1.0, ref_counts.sum())
 
 
-def _set_embedding_thresholds(b: Baseline, emb: np.ndarray, groups: np.ndarray | None) -> None:
+def _set_embedding_thresholds(
+    b: Baseline, emb: np.ndarray, groups: np.ndarray | None, surveys: np.ndarray | None = None
+) -> None:
     """MMD^2 and classifier AUC of each embedding chunk against the rest raise their thresholds."""
     c = b.config
     if not c.calibration.enabled:
@@ -275,9 +302,8 @@ def _set_embedding_thresholds(b: Baseline, emb: np.ndarray, groups: np.ndarray |
     ids = chunk_ids(len(emb), c.calibration.n_chunks, groups, spread=c.calibration.chunking == "spread")
     rng = np.random.default_rng(c.seed + 2)
     mmd, auc = [], []
-    for k in range(int(ids.max()) + 1):
-        inside = ids == k
-        ref_e = _cap(emb[~inside], c.embedding.max_reference, rng)
+    for k, (inside, rest) in enumerate(_held_out(c, ids, surveys)):
+        ref_e = _cap(emb[rest], c.embedding.max_reference, rng)
         cur_e = _cap(emb[inside], c.embedding.max_current, rng)
         m, a = _embedding_effects(b, ref_e, cur_e, 0, c.seed + k)
         mmd.append(m.mmd2)

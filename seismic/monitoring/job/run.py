@@ -123,8 +123,9 @@ def load_reference(
 
     Calibration groups are the profile's (survey, inline) pairs in that order, so the chunks that
     :func:`~seismic.monitoring.drift.calibration.chunk_ids` forms are blocks of neighbouring inlines within a
-    survey (about ``n_chunks / surveys`` per survey): chunks then differ as much as surveys and distant parts
-    of a survey do. With one survey they see only its lateral variation, and the report's meta says so.
+    survey (about ``n_chunks / surveys`` per survey), each compared with the other surveys: chunks then
+    differ as much as surveys do. With one survey they see only its lateral variation, and the report's
+    meta says so.
     """
     try:
         profile = ReferenceProfile.load(model_dir)
@@ -141,6 +142,8 @@ def load_reference(
         groups=groups,
         embedding_groups=None if groups is None else groups[profile.embedding_rows],
         n_surveys=len(np.unique(profile.survey)),
+        surveys=profile.survey,
+        embedding_surveys=profile.survey[profile.embedding_rows],
     )
     finite = np.where(np.isfinite(profile.features), profile.features, np.nan)
     info = {
