@@ -386,13 +386,15 @@ def main() -> None:
 
 
 def record_name(args: argparse.Namespace) -> str:
-    """``drift[_same_field][_<model>][_seeds<ref>_<current>]``: the defaults give the plain name."""
+    """``drift[_same_field][_<model>][_seeds<ref>_<current>][_<chunking>]``: defaults give the plain name."""
     seeds = (args.ref_seed, args.current_seed) != (2000, 3000)
+    chunking = args.chunking not in (None, "spread" if args.field == "same" else "contiguous")
     return (
         "drift"
         + ("_same_field" if args.field == "same" else "")
         + ("" if args.model == "cnn1d" else f"_{args.model}")
         + (f"_seeds{args.ref_seed}_{args.current_seed}" if seeds else "")
+        + (f"_{args.chunking}" if chunking else "")
     )
 
 
