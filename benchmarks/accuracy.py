@@ -1,8 +1,8 @@
 """Held-out accuracy of the default experiments against a classical baseline.
 
     python benchmarks/accuracy.py [--experiments cnn1d_default cnn2d_default] [--holdout-seed 12345]
-                                  [--windows 20000] [--baseline-windows 30000] [--skip-baselines]
-                                  [--grid] [--json PATH] [extra Hydra overrides ...]
+                                  [--holdout-inlines 128] [--windows 20000] [--baseline-windows 30000]
+                                  [--skip-baselines] [--grid] [--json PATH] [extra Hydra overrides ...]
 
 Each experiment is trained exactly as ``python scripts/train.py experiment=<name>`` would (same configs, same
 pipeline; the MLflow logger is off so the benchmark leaves no runs behind). The best checkpoint is then
@@ -83,8 +83,11 @@ def compose_experiment(name: str, root: Path, extra: list[str]):
     return cfg
 
 
-def holdout_survey(cfg, seed: int):
+def holdout_survey(cfg, seed: int, n_inlines: int | None = None):
+    """The held-out survey: the recipe's survey options with another seed (and ``n_inlines`` when given, so
+    that recipes trained on surveys of other sizes are scored on the same held-out survey)."""
     options = OmegaConf.to_container(cfg.data.survey, resolve=True)
+    options.update({"n_inlines": n_inlines} if n_inlines else {})
     trained_on = options.pop("seed")
     if seed in (trained_on if isinstance(trained_on, list) else [trained_on]):
         raise SystemExit(f"--holdout-seed {seed} is a training survey's seed; choose another")
@@ -167,6 +170,7 @@ def acquisition_grid(cfg, task, norm: Normalisation, spec: WindowSpec, args) -> 
     """Held-out macro-F1 at every point of :data:`GRID` (same geology and windows, another acquisition)."""
     options = OmegaConf.to_container(cfg.data.survey, resolve=True)
     options.pop("seed")
+    options.update({"n_inlines": args.holdout_inlines} if args.holdout_inlines else {})
     ranges = trained_ranges(cfg)
     rows = []
     for name, values in GRID.items():
@@ -242,7 +246,7 @@ def run_experiment(name: str, root: Path, args) -> list[dict]:
     task = load_task(best, map_location="cpu")
     spec = WindowSpec.from_mapping(task.hparams.window)
     norm = Normalisation.from_mapping(task.hparams.normalisation)
-    survey = holdout_survey(cfg, args.holdout_seed)
+    survey = holdout_survey(cfg, args.holdout_seed, args.holdout_inlines)
     dt_ms = survey.dt_ms
     il, xl, t = holdout_centres(survey, args.windows, spec, args.holdout_seed)
     x_hold, y_hold = extract_windows(survey.amplitudes, il, xl, t, spec), survey.labels[il, xl, t]
@@ -309,6 +313,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", nargs="+", default=DEFAULT_EXPERIMENTS)
     parser.add_argument("--holdout-seed", type=int, default=12345)
+    parser.add_argument(
+        "--holdout-inlines",
+        type=int,
+        default=128,
+        help="inlines of the held-out survey: the same survey for every recipe, whatever it trained on",
+    )
     parser.add_argument("--windows", type=int, default=20000)
     parser.add_argument("--baseline-windows", type=int, default=30000, help="training windows of baselines")
     parser.add_argument("--skip-baselines", action="store_true", help="CNNs only (for quick comparisons)")
@@ -355,6 +365,7 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "holdout_seed": args.holdout_seed,
+        "holdout_inlines": args.holdout_inlines,
         "windows": args.windows,
         "cpus": os.cpu_count(),
         "cpu_model": cpu_model(),

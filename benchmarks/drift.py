@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import scipy.fft
 import scipy.signal
-import scipy.stats
 import torch
 from drift_models import MODELS, Watched, cached_model, load_checkpoint, survey
 from drift_timing import PEER_ROWS, peers, timings
@@ -168,6 +167,18 @@ def polarity_spread(baselines, scores: dict[str, list[float]]) -> dict[str, list
     return {k: [round(float(q), 2) for q in np.quantile(v, [0, 0.5, 1])] if v else [] for k, v in out.items()}
 
 
+def missed(result, baseline, true_change: np.ndarray) -> dict[str, Any]:
+    """Why a facies-mix window passed: MIX_FACIES' change of predicted share against its threshold."""
+    p = result.predictions
+    change = p.current_distribution[MIX_FACIES] - p.reference_distribution[MIX_FACIES]
+    return {
+        "window": result.window["id"],
+        "predicted_change": round(float(change), 4),
+        "threshold": round(float(baseline.thresholds["predictions_share"][MIX_FACIES]), 4),
+        "true_change": round(float(true_change[MIX_FACIES]), 4),
+    }
+
+
 def mix_oracle(shares: dict[str, list[np.ndarray]], shift: str, false_alarm: float) -> dict[str, Any]:
     """What a detector could at best do on a facies-mix shift, from each window's TRUE facies shares
     (labels, no model), as changes from the reference's shares; each threshold is set so that the no-shift
@@ -277,6 +288,7 @@ def main() -> None:
     # change of each facies' true share from the reference's, per window
     mix_share: dict[str, list[np.ndarray]] = {s: [] for s in ("no_shift", *MIX_WEIGHTS)}
     polarity_scores: dict[str, list[float]] = {s: [] for s in counts}
+    missed_mix: list[dict[str, Any]] = []
     for k, seed in enumerate(current_seeds):
         s = survey(seed)
         if same:  # each field has its own reference: its first inline half
@@ -310,6 +322,8 @@ def main() -> None:
                     counts[name][fam] += hit
                 for f in result.features:
                     alarms[name][f.name] = alarms[name].get(f.name, 0) + f.drifted
+                if name in MIX_WEIGHTS and not result.drifted:
+                    missed_mix.append(missed(result, baseline, mix_share[name][-1]))
         print(f"survey {k + 1}/{n_surveys} done ({time.perf_counter() - started:.0f} s)")
 
     rates = {s: {f: counts[s][f] / runs[s] for f in FAMILIES} for s in counts}
@@ -326,6 +340,11 @@ def main() -> None:
         print(f"{s:<14}" + "".join(f"{rates[s][f]:>13.2f}" for f in FAMILIES))
 
     print("features flagged in no-shift windows:", {k: v for k, v in alarms["no_shift"].items() if v})
+    for m in missed_mix:
+        print(
+            f"missed {m['window']}: facies {MIX_FACIES} predicted share {m['predicted_change']:+.3f}"
+            f" (threshold {m['threshold']:.3f}), true share {m['true_change']:+.3f}"
+        )
     spread = polarity_spread(baselines, polarity_scores)
     print("polarity scores (min / median / max):", {k: v for k, v in spread.items() if v})
     combined_false_alarm = rates["no_shift"]["combined"]
@@ -368,6 +387,7 @@ def main() -> None:
         "facies_mix_oracle": oracle,
         "polarity_scores": spread,
         "feature_alarms": {s: {k: v for k, v in a.items() if v} for s, a in alarms.items()},
+        "missed_mix": missed_mix,
         "thresholds": baseline.summary()["thresholds"],
         "baseline_fit_seconds": round(float(np.median(fit_s)), 2),
         "compare_seconds_median": round(float(np.median(compare_s)), 3),
